@@ -1,0 +1,7 @@
+"""Prefect flows (the pipeline diagram) and the `mnaft` CLI on top of them."""
+
+import os
+
+# Before prefect is imported anywhere: no telemetry from an offline tool.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,0 +1,199 @@
+"""Configuration of the data stage: where parallel text comes from, how it is cleaned, split and rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mnaft_core._base import StrictModel
+
+LangTag = Annotated[
+    str, Field(min_length=2, max_length=35, description="BCP-47 language tag, e.g. de or zh-Hans")
+]
+
+
+class Direction(StrictModel):
+    """One translation direction, source -> target."""
+
+    src: LangTag
+    tgt: LangTag
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Direction:
+        if self.src == self.tgt:
+            raise ValueError(f"direction {self.src}->{self.tgt}: source and target must differ")
+        return self
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}-{self.tgt}"
+
+
+class TableColumns(StrictModel):
+    """Column names of a parallel-text table. Language columns are optional when fixed in the source."""
+
+    src_text: str = Field("src_text", description="column holding the source sentence")
+    tgt_text: str = Field("tgt_text", description="column holding the reference translation")
+    src_lang: str | None = Field(None, description="column holding the source language tag, if per row")
+    tgt_lang: str | None = Field(None, description="column holding the target language tag, if per row")
+
+
+class TableSource(StrictModel):
+    """Parallel text in a TSV, JSONL or Parquet file."""
+
+    kind: Literal["table"] = "table"
+    path: Path = Field(description="file to read (.tsv, .jsonl or .parquet)")
+    format: Literal["auto", "tsv", "jsonl", "parquet"] = Field(
+        "auto", description="file format; auto = by suffix"
+    )
+    columns: TableColumns = Field(default_factory=TableColumns, description="column mapping")
+    src_lang: LangTag | None = Field(None, description="source language when the file has no language column")
+    tgt_lang: LangTag | None = Field(None, description="target language when the file has no language column")
+
+
+class GettextSource(StrictModel):
+    """Human translations of software messages from gettext catalogs (msgid is English)."""
+
+    kind: Literal["gettext"] = "gettext"
+    location: Literal["system", "packages", "directory"] = Field(
+        "system",
+        description="system: the OS locale directory; packages: catalogs inside installed Python packages; "
+        "directory: the folder given in `path`",
+    )
+    path: Path | None = Field(None, description="folder of .po/.mo files (location=directory)")
+    packages: list[str] = Field(
+        default_factory=list, description="Python packages to scan when location=packages (e.g. django)"
+    )
+    languages: list[LangTag] = Field(default_factory=list, description="languages to read; empty = as needed")
+    max_pairs_per_language: int = Field(20000, ge=1, le=10_000_000, description="cap per language")
+
+    @model_validator(mode="after")
+    def _path_for_directory(self) -> GettextSource:
+        if self.location == "directory" and self.path is None:
+            raise ValueError("gettext source with location=directory needs `path`")
+        return self
+
+
+CldrCategory = Literal["territories", "languages", "currencies", "units", "months", "days"]
+
+
+class CldrSource(StrictModel):
+    """CLDR display names (through babel): short, real, aligned strings for every locale."""
+
+    kind: Literal["cldr"] = "cldr"
+    categories: tuple[CldrCategory, ...] = Field(
+        ("territories", "languages", "currencies", "units", "months", "days"),
+        description="which CLDR name tables to pair up",
+    )
+
+
+class RenderedColumns(StrictModel):
+    """Column mapping of an already-rendered image-translation dataset."""
+
+    image: str = Field("image", description="column of encoded image bytes (or {'bytes': ...} structs)")
+    src_text: str = Field("src_text", description="column of the text shown in the image")
+    tgt_text: str = Field("tgt_text", description="column of the reference translation")
+    src_lang: str | None = Field("src_lang", description="source language column, or null if fixed")
+    tgt_lang: str | None = Field("tgt_lang", description="target language column, or null if fixed")
+
+
+class RenderedSource(StrictModel):
+    """An image-translation dataset on disk (Parquet file/folder or a `datasets` save_to_disk folder)."""
+
+    kind: Literal["rendered"] = "rendered"
+    path: Path = Field(description="Parquet file, folder of Parquet files, or datasets folder")
+    columns: RenderedColumns = Field(default_factory=RenderedColumns, description="column mapping")
+    src_lang: LangTag | None = Field(None, description="source language when the data has no column for it")
+    tgt_lang: LangTag | None = Field(None, description="target language when the data has no column for it")
+
+
+Source = Annotated[TableSource | GettextSource | CldrSource | RenderedSource, Field(discriminator="kind")]
+
+
+class CleanConfig(StrictModel):
+    """Filters applied to every text pair before splitting."""
+
+    min_chars: int = Field(1, ge=1, le=1000, description="drop pairs whose cleaned source is shorter")
+    max_chars: int = Field(
+        48, ge=1, le=10_000, description="drop pairs whose cleaned source or target is longer"
+    )
+    max_words: int = Field(8, ge=1, le=1000, description="drop pairs whose source has more words")
+
+
+class SplitConfig(StrictModel):
+    """Hash split by source text: no source string lands in two splits."""
+
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of source strings in validation")
+    test_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of source strings in test")
+    salt: str = Field("mnaft", description="salt of the split hash; change it for another split")
+    max_train_per_direction: int = Field(
+        4000, ge=1, le=10_000_000, description="cap of train pairs per direction"
+    )
+    max_eval_per_direction: int = Field(
+        200, ge=1, le=1_000_000, description="cap of val/test pairs per direction"
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 (got {self.val_fraction} + {self.test_fraction})"
+            )
+        return self
+
+
+class RenderConfig(StrictModel):
+    """Seeded distribution of rendering styles; the same seed gives the same pixels."""
+
+    height: int = Field(32, ge=8, le=2048, description="image height in pixels")
+    max_width: int = Field(256, ge=16, le=8192, description="image width cap in pixels (text wraps beyond)")
+    font_size: tuple[int, int] = Field((16, 22), description="font size range in pixels (min, max)")
+    max_lines: int = Field(2, ge=1, le=32, description="maximum wrapped lines per image")
+    padding: tuple[int, int] = Field((2, 8), description="padding range in pixels (min, max)")
+    rotation_deg: float = Field(2.0, ge=0.0, le=45.0, description="maximum absolute rotation in degrees")
+    blur: float = Field(0.6, ge=0.0, le=5.0, description="maximum Gaussian blur radius")
+    backgrounds: tuple[Literal["flat", "gradient", "noise"], ...] = Field(
+        ("flat", "gradient", "noise"), min_length=1, description="background kinds to draw from"
+    )
+    min_contrast: float = Field(0.45, ge=0.0, le=1.0, description="minimum luminance gap text vs background")
+    font_dirs: list[Path] = Field(default_factory=list, description="extra folders searched for fonts first")
+
+    @field_validator("font_size", "padding")
+    @classmethod
+    def _ordered(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] < 0 or v[0] > v[1]:
+            raise ValueError(f"range must be (min, max) with 0 <= min <= max, got {v}")
+        return v
+
+
+class DataConfig(StrictModel):
+    """The data stage: sources -> cleaned pairs -> hash split -> rendered images (Parquet artifact)."""
+
+    directions: list[Direction] = Field(
+        min_length=1, description="translation directions to build, e.g. [{src: en, tgt: de}]"
+    )
+    sources: list[Source] = Field(min_length=1, description="parallel-text sources, read in order")
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="text filters")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="train/val/test split")
+    render: RenderConfig = Field(default_factory=RenderConfig, description="rendering styles")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of sampling and rendering")
+
+    @field_validator("directions")
+    @classmethod
+    def _unique_directions(cls, v: list[Direction]) -> list[Direction]:
+        names = [d.name for d in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate directions: {', '.join(dupes)}")
+        return v
+
+    @property
+    def languages(self) -> list[str]:
+        """All languages in the configured directions, in first-seen order."""
+        seen: dict[str, None] = {}
+        for d in self.directions:
+            seen.setdefault(d.src)
+            seen.setdefault(d.tgt)
+        return list(seen)
