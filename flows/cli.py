@@ -146,7 +146,10 @@ def artifacts_gc(
     except StoreError as err:
         raise _fail(str(err)) from err
     for m in plan.delete:
-        console.print(f"{'delete' if yes else 'would delete'} {m.stage}/{m.key} ({_human(m.total_bytes)})", soft_wrap=True)
+        console.print(
+            f"{'delete' if yes else 'would delete'} {m.stage}/{m.key} ({_human(m.total_bytes)})",
+            soft_wrap=True,
+        )
     for d in plan.debris:
         console.print(f"{'remove' if yes else 'would remove'} interrupted write {d}", soft_wrap=True)
     for k in plan.missing_inputs:
@@ -157,6 +160,29 @@ def artifacts_gc(
         run_gc(st, plan)
     elif plan.delete or plan.debris:
         console.print("dry run: pass --yes to delete")
+
+
+@app.command("data")
+def data(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -> None:
+    """Render or load the image-translation dataset (the data stage) and print its key."""
+    cfg = _config(config, store)
+    from flows.stages import data_flow
+
+    key = data_flow(cfg.data, cfg.store)
+    console.print(f"data: {key}  (mnaft artifacts show {key} --store {cfg.store})", soft_wrap=True)
+
+
+@app.command("run")
+def run(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -> None:
+    """Run the whole pipeline as the Prefect `mnaft` flow; cached stages are not recomputed."""
+    cfg = _config(config, store)
+    from flows.pipeline import mnaft_flow
+
+    keys = mnaft_flow(cfg)
+    table = Table("stage", "artifact key", title=f"{cfg.name}: store {cfg.store}")
+    for stage, key in keys.items():
+        table.add_row(stage, key)
+    console.print(table)
 
 
 @app.command("config")

@@ -62,12 +62,12 @@ class LapeResult:
 def kth_smallest(values: NDArray[np.float64], rate: float) -> float:
     """``torch.kthvalue(values.flatten(), round(n * rate))``: the reference's quantile convention."""
     flat = np.sort(values.ravel())
-    k = min(max(int(round(flat.size * rate)), 1), flat.size)
+    k = min(max(round(flat.size * rate), 1), flat.size)
     return float(flat[k - 1])
 
 
 def activation_probability(active: NDArray[np.integer], tokens: NDArray[np.integer]) -> NDArray[np.float64]:
-    """``active`` (L, N, K) counts over ``tokens`` (K,) per language; a language with no tokens is an error."""
+    """``active`` (L, N, K) counts over ``tokens`` (K,) per language; a language without tokens is an error."""
     tokens = np.asarray(tokens)
     if active.ndim != 3 or tokens.shape != (active.shape[-1],):
         raise ValueError(f"expected active (L, N, K) and tokens (K,), got {active.shape} and {tokens.shape}")
@@ -98,7 +98,7 @@ def select_lape(prob: NDArray[np.float64], cfg: LapeConfig | None = None) -> Lap
     filter_bar = kth_smallest(prob, cfg.filter_rate)
     candidate = (prob > filter_bar).any(axis=-1)
     ranked = np.where(candidate, entropy, np.inf).ravel()
-    n_select = int(round(ranked.size * cfg.top_rate))
+    n_select = round(ranked.size * cfg.top_rate)
     # stable argsort: ties resolve to the lower flat index, deterministic across runs
     order = np.argsort(ranked, kind="stable")[:n_select]
     order = order[np.isfinite(ranked[order])]  # never select a non-candidate to fill the quota
