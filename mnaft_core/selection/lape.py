@@ -67,7 +67,7 @@ def kth_smallest(values: NDArray[np.float64], rate: float) -> float:
 
 
 def activation_probability(active: NDArray[np.integer], tokens: NDArray[np.integer]) -> NDArray[np.float64]:
-    """``active`` (L, N, K) counts over ``tokens`` (K,) per language; a language without tokens is an error."""
+    """``active`` (L, N, K) counts over ``tokens`` (K,); a language without tokens is an error."""
     tokens = np.asarray(tokens)
     if active.ndim != 3 or tokens.shape != (active.shape[-1],):
         raise ValueError(f"expected active (L, N, K) and tokens (K,), got {active.shape} and {tokens.shape}")
