@@ -1,0 +1,148 @@
+"""Per-neuron activation statistics, accumulated on the device by forward hooks.
+
+For every MLP site the hook sees the activation tensor ``a`` (tokens x neurons) and a group id per token
+(image / instruction / response; padding goes to a discard slot). It adds, per group and neuron:
+tokens seen, tokens with ``a > 0``, sum of ``a``, sum of ``a**2`` and, when a backward pass follows,
+the first-order Taylor importance ``sum |a * dL/da|``. Everything is ``index_add_`` into preallocated
+device tensors: no boolean indexing, no ``.item()``, so a batch never waits for the host. ``flush``
+moves the totals to the host in float64 and zeroes the device buffers (do it once per shard, so float32
+sums never grow large enough to lose precision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from mnaft_core.models.adapters import MlpSite
+from mnaft_core.models.adapters.base import ActivationPoint
+
+GROUPS = ("image", "instruction", "response")
+STATS = ("active", "sum", "sumsq", "taylor")
+
+
+@dataclass
+class HostStats:
+    """Totals of one module (vision or language) over everything flushed so far, float64 on the host."""
+
+    tokens: NDArray[np.float64]  # (G,)
+    active: NDArray[np.float64]  # (G, L, N)
+    sum: NDArray[np.float64]
+    sumsq: NDArray[np.float64]
+    taylor: NDArray[np.float64]
+
+    @classmethod
+    def zeros(cls, layers: int, neurons: int) -> HostStats:
+        g = len(GROUPS)
+        return cls(np.zeros(g), *(np.zeros((g, layers, neurons)) for _ in STATS))
+
+    def __iadd__(self, other: HostStats) -> HostStats:
+        for name in ("tokens", *STATS):
+            getattr(self, name).__iadd__(getattr(other, name))
+        return self
+
+
+@dataclass
+class _Buffers:
+    tokens: torch.Tensor  # (G+1,)
+    stats: dict[str, torch.Tensor]  # name -> (G+1, L, N)
+
+
+@dataclass
+class ModuleRecorder:
+    """Hooks on every site of one module; ``group_ids`` must be set before each forward."""
+
+    sites: Sequence[MlpSite]
+    neurons: int
+    device: torch.device
+    point: ActivationPoint = "act"
+    taylor: bool = False
+    group_ids: torch.Tensor | None = None  # (tokens,) long, -1 = padding / not counted
+    _buf: _Buffers = field(init=False)
+
+    def __post_init__(self) -> None:
+        g, n_layers = len(GROUPS) + 1, len(self.sites)
+        # counts in float32 are exact to 2**24 per flush; flush per shard keeps them far below
+        self._buf = _Buffers(
+            torch.zeros(g, device=self.device),
+            {s: torch.zeros(g, n_layers, self.neurons, device=self.device) for s in STATS},
+        )
+
+    def _slot_ids(self, n_tokens: int) -> torch.Tensor:
+        if self.group_ids is None or self.group_ids.numel() != n_tokens:
+            got = None if self.group_ids is None else self.group_ids.numel()
+            raise RuntimeError(
+                f"{self.sites[0].module} recorder: group ids for {got} tokens, activation has {n_tokens}"
+            )
+        ids = self.group_ids.to(self.device)
+        return torch.where(ids < 0, len(GROUPS), ids)  # padding -> the discard slot
+
+    def record(self, layer: int, a: torch.Tensor) -> None:
+        flat = a.reshape(-1, a.shape[-1])
+        slots = self._slot_ids(flat.shape[0])
+        af = flat.detach().float()
+        b = self._buf
+        if layer == 0:
+            b.tokens.index_add_(0, slots, torch.ones_like(slots, dtype=b.tokens.dtype))
+        b.stats["active"][:, layer].index_add_(0, slots, (af > 0).float())
+        b.stats["sum"][:, layer].index_add_(0, slots, af)
+        b.stats["sumsq"][:, layer].index_add_(0, slots, af * af)
+        if self.taylor and a.requires_grad:
+            target = b.stats["taylor"][:, layer]
+
+            def add_taylor(grad: torch.Tensor) -> None:
+                target.index_add_(0, slots, (af * grad.reshape(af.shape).float()).abs())
+
+            a.register_hook(add_taylor)
+
+    def flush(self) -> HostStats:
+        g = len(GROUPS)
+        b = self._buf
+        out = HostStats(
+            b.tokens[:g].double().cpu().numpy(),
+            *(b.stats[s][:g].double().cpu().numpy() for s in STATS),
+        )
+        b.tokens.zero_()
+        for t in b.stats.values():
+            t.zero_()
+        return out
+
+
+@contextmanager
+def recording(model: nn.Module, recorders: Sequence[ModuleRecorder]) -> Iterator[None]:
+    """Attach the recorders' hooks to their sites for the duration of the block."""
+    handles = []
+    for rec in recorders:
+        for layer, site in enumerate(rec.sites):
+            mlp = site.mlp(model)
+            if rec.point == "act":
+                mod = mlp.get_submodule(site.act)
+                handles.append(mod.register_forward_hook(_out_hook(rec, layer)))
+            else:
+                mod = mlp.get_submodule(site.out_proj)
+                handles.append(mod.register_forward_pre_hook(_in_hook(rec, layer)))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _out_hook(rec: ModuleRecorder, layer: int):  # type: ignore[no-untyped-def]
+    def hook(_m: nn.Module, _i: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        rec.record(layer, out)
+
+    return hook
+
+
+def _in_hook(rec: ModuleRecorder, layer: int):  # type: ignore[no-untyped-def]
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        rec.record(layer, inputs[0])
+
+    return hook
