@@ -1,0 +1,134 @@
+"""The profile's Zarr v3 layout: per-shard statistics, written as whole chunks, resumable.
+
+::
+
+    stats.zarr/                       attrs: fingerprint, data_key, conditions, groups, sites, templates
+      <module>/                       vision | language; attrs: layers, neurons, site paths
+        tokens        (shard, group)                  float64   chunks (1, G)
+        active|sum|sumsq|taylor
+                      (shard, group, layer, neuron)   float64   chunks (1, G, L, N)
+        condition     (shard,)                        int32     which condition the shard profiled
+      done            (shard,)                        uint8     chunks (1,): 1 once the shard is written
+
+A *shard* is one condition over one slice of the samples. Each shard owns whole chunks, so any number
+of workers profiling disjoint shards write into one store without touching each other's chunks
+(partial writes into a shared chunk would lose data). ``done`` is written last, per shard: a run killed
+mid-shard leaves ``done == 0`` there and the resumed run redoes exactly that shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from numpy.typing import NDArray
+
+from mnaft_core.profiling.stats import GROUPS, STATS, HostStats
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One profiling condition: a direction and the modality the source arrives in."""
+
+    src: str
+    tgt: str
+    modality: str  # "image" (instruction + image) or "text" (instruction + source text)
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}-{self.tgt}:{self.modality}"
+
+
+@dataclass(frozen=True)
+class ModuleShape:
+    layers: int
+    neurons: int
+    sites: tuple[str, ...]
+
+
+def create_layout(
+    path: str | Path,
+    conditions: Sequence[Condition],
+    shard_conditions: Sequence[int],
+    modules: Mapping[str, ModuleShape],
+    attrs: Mapping[str, Any],
+) -> zarr.Group:
+    """Create (or reopen, if it matches) the store for ``len(shard_conditions)`` shards."""
+    n = len(shard_conditions)
+    g = len(GROUPS)
+    meta = {
+        **attrs,
+        "conditions": [
+            {"src": c.src, "tgt": c.tgt, "modality": c.modality, "name": c.name} for c in conditions
+        ],
+        "groups": list(GROUPS),
+        "modules": {
+            m: {"layers": s.layers, "neurons": s.neurons, "sites": list(s.sites)} for m, s in modules.items()
+        },
+        "shards": n,
+    }
+    root = zarr.open_group(str(path), mode="a", zarr_format=3)
+    if "done" in root:
+        existing = dict(root.attrs)
+        for k in ("conditions", "modules", "shards", "fingerprint", "data_key"):
+            if existing.get(k) != meta.get(k):
+                raise ValueError(f"{path}: existing profile store differs in {k!r}; refusing to mix profiles")
+        return root
+    root.attrs.update(meta)
+    for m, s in modules.items():
+        grp = root.create_group(m)
+        grp.attrs.update({"layers": s.layers, "neurons": s.neurons, "sites": list(s.sites)})
+        grp.create_array(
+            "tokens", shape=(n, g), chunks=(1, g), dtype="float64", dimension_names=["shard", "group"]
+        )
+        for name in STATS:
+            grp.create_array(
+                name,
+                shape=(n, g, s.layers, s.neurons),
+                chunks=(1, g, s.layers, s.neurons),
+                dtype="float64",
+                dimension_names=["shard", "group", "layer", "neuron"],
+            )
+        cond = grp.create_array(
+            "condition", shape=(n,), chunks=(n,), dtype="int32", dimension_names=["shard"]
+        )
+        cond[:] = np.asarray(shard_conditions, dtype=np.int32)
+    root.create_array("done", shape=(n,), chunks=(1,), dtype="uint8", dimension_names=["shard"], fill_value=0)
+    return root
+
+
+def pending_shards(root: zarr.Group) -> list[int]:
+    done = np.asarray(root["done"][:])
+    return [int(i) for i in np.flatnonzero(done == 0)]
+
+
+def write_shard(root: zarr.Group, shard: int, stats: Mapping[str, HostStats]) -> None:
+    """Write one shard's statistics (whole chunks), then mark it done."""
+    for module, st in stats.items():
+        grp = root[module]
+        assert isinstance(grp, zarr.Group)
+        grp["tokens"][shard] = st.tokens
+        for name in STATS:
+            grp[name][shard] = getattr(st, name)
+    root["done"][shard] = 1
+
+
+def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
+    """Sum the finished shards of each condition; refuses an unfinished store."""
+    if pending := pending_shards(root):
+        raise ValueError(
+            f"profile has {len(pending)} unfinished shards (first: {pending[:5]}); resume profiling first"
+        )
+    grp = root[module]
+    assert isinstance(grp, zarr.Group)
+    cond: NDArray[np.int32] = np.asarray(grp["condition"][:])
+    out: dict[int, HostStats] = {}
+    arrays = {name: np.asarray(grp[name][:]) for name in ("tokens", *STATS)}
+    for c in np.unique(cond).tolist():
+        sel = cond == c
+        out[int(c)] = HostStats(*(arrays[name][sel].sum(axis=0) for name in ("tokens", *STATS)))
+    return out

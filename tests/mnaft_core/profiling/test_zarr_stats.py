@@ -1,0 +1,82 @@
+"""Sharded Zarr statistics: disjoint writers, resume, per-condition totals."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from mnaft_core.profiling.stats import HostStats
+from mnaft_core.profiling.zarr_stats import (
+    Condition,
+    ModuleShape,
+    condition_totals,
+    create_layout,
+    pending_shards,
+    write_shard,
+)
+
+CONDS = [Condition("en", "de", "image"), Condition("en", "de", "text")]
+SHARD_COND = [0, 0, 1, 1, 0, 1]
+MODULES = {"vision": ModuleShape(2, 5, ("v0", "v1")), "language": ModuleShape(3, 4, ("l0", "l1", "l2"))}
+
+
+def _stats(shard: int, shape: ModuleShape) -> HostStats:
+    rng = np.random.default_rng(shard)
+    st = HostStats.zeros(shape.layers, shape.neurons)
+    st.tokens[:] = rng.integers(1, 10, 3)
+    for name in ("active", "sum", "sumsq", "taylor"):
+        getattr(st, name)[:] = rng.random(getattr(st, name).shape)
+    return st
+
+
+def _write(path: str, shards: list[int]) -> None:
+    root = zarr.open_group(path, mode="a")
+    for s in shards:
+        write_shard(root, s, {m: _stats(s, shape) for m, shape in MODULES.items()})
+
+
+def test_layout_attrs_and_dimension_names(tmp_path: Path) -> None:
+    root = create_layout(
+        tmp_path / "s.zarr", CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"}
+    )
+    assert root.attrs["conditions"][1]["name"] == "en-de:text"
+    arr = root["language/active"]
+    assert arr.shape == (6, 3, 3, 4) and arr.chunks == (1, 3, 3, 4)
+    assert arr.metadata.dimension_names == ("shard", "group", "layer", "neuron")
+    assert pending_shards(root) == list(range(6))
+
+
+def test_disjoint_writers_and_totals(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.zarr")
+    create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"})
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_write, args=(path, part)) for part in ([0, 2, 4], [1, 3, 5])]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    root = zarr.open_group(path, mode="r")
+    assert pending_shards(root) == []
+    totals = condition_totals(root, "language")
+    expect = sum((_stats(s, MODULES["language"]).active for s in (0, 1, 4)), np.zeros((3, 3, 4)))
+    np.testing.assert_allclose(totals[0].active, expect)
+    np.testing.assert_allclose(
+        totals[1].tokens, sum(_stats(s, MODULES["language"]).tokens for s in (2, 3, 5))
+    )
+
+
+def test_resume_redoes_only_unfinished_and_refuses_mismatch(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    root = create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"})
+    _write(str(path), [0, 1, 2])
+    with pytest.raises(ValueError, match="3 unfinished shards"):
+        condition_totals(root, "vision")
+    root = create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"})
+    assert pending_shards(root) == [3, 4, 5]
+    with pytest.raises(ValueError, match="differs in 'fingerprint'"):
+        create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "other", "data_key": "d"})
