@@ -101,20 +101,33 @@ def create_layout(
     return root
 
 
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    arr = group[name]
+    if not isinstance(arr, zarr.Array):
+        raise ValueError(f"{group.store_path}/{name}: expected an array, found a group")
+    return arr
+
+
+def _group(root: zarr.Group, name: str) -> zarr.Group:
+    grp = root[name]
+    if not isinstance(grp, zarr.Group):
+        raise ValueError(f"{root.store_path}/{name}: expected a group, found an array")
+    return grp
+
+
 def pending_shards(root: zarr.Group) -> list[int]:
-    done = np.asarray(root["done"][:])
+    done = np.asarray(_array(root, "done")[:])
     return [int(i) for i in np.flatnonzero(done == 0)]
 
 
 def write_shard(root: zarr.Group, shard: int, stats: Mapping[str, HostStats]) -> None:
     """Write one shard's statistics (whole chunks), then mark it done."""
     for module, st in stats.items():
-        grp = root[module]
-        assert isinstance(grp, zarr.Group)
-        grp["tokens"][shard] = st.tokens
+        grp = _group(root, module)
+        _array(grp, "tokens")[shard] = st.tokens
         for name in STATS:
-            grp[name][shard] = getattr(st, name)
-    root["done"][shard] = 1
+            _array(grp, name)[shard] = getattr(st, name)
+    _array(root, "done")[shard] = 1
 
 
 def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
@@ -123,11 +136,10 @@ def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
         raise ValueError(
             f"profile has {len(pending)} unfinished shards (first: {pending[:5]}); resume profiling first"
         )
-    grp = root[module]
-    assert isinstance(grp, zarr.Group)
-    cond: NDArray[np.int32] = np.asarray(grp["condition"][:])
+    grp = _group(root, module)
+    cond: NDArray[np.int32] = np.asarray(_array(grp, "condition")[:])
     out: dict[int, HostStats] = {}
-    arrays = {name: np.asarray(grp[name][:]) for name in ("tokens", *STATS)}
+    arrays = {name: np.asarray(_array(grp, name)[:]) for name in ("tokens", *STATS)}
     for c in np.unique(cond).tolist():
         sel = cond == c
         out[int(c)] = HostStats(*(arrays[name][sel].sum(axis=0) for name in ("tokens", *STATS)))
