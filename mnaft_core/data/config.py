@@ -115,6 +115,16 @@ Source = Annotated[TableSource | GettextSource | CldrSource | RenderedSource, Fi
 class CleanConfig(StrictModel):
     """Filters applied to every text pair before splitting."""
 
+    placeholders: Literal["strip", "drop"] = Field(
+        "strip",
+        description="format placeholders (%s, {name}): strip them from the text, or drop the pair "
+        "(stripping one mid-sentence leaves a fragment)",
+    )
+    one_target_per_source: bool = Field(
+        True,
+        description="keep only the first translation of each source string per direction "
+        "(catalogs translate the same word several ways)",
+    )
     min_chars: int = Field(1, ge=1, le=1000, description="drop pairs whose cleaned source is shorter")
     max_chars: int = Field(
         48, ge=1, le=10_000, description="drop pairs whose cleaned source or target is longer"
@@ -151,6 +161,12 @@ class RenderConfig(StrictModel):
     max_width: int = Field(256, ge=16, le=8192, description="image width cap in pixels (text wraps beyond)")
     font_size: tuple[int, int] = Field((16, 22), description="font size range in pixels (min, max)")
     max_lines: int = Field(2, ge=1, le=32, description="maximum wrapped lines per image")
+    min_font_size: int = Field(
+        9,
+        ge=4,
+        le=512,
+        description="smallest font size tried when shrinking text to fit; below it the pair is dropped",
+    )
     padding: tuple[int, int] = Field((2, 8), description="padding range in pixels (min, max)")
     rotation_deg: float = Field(2.0, ge=0.0, le=45.0, description="maximum absolute rotation in degrees")
     blur: float = Field(0.6, ge=0.0, le=5.0, description="maximum Gaussian blur radius")
@@ -166,6 +182,15 @@ class RenderConfig(StrictModel):
         if v[0] < 0 or v[0] > v[1]:
             raise ValueError(f"range must be (min, max) with 0 <= min <= max, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _min_font_size(self) -> RenderConfig:
+        if self.min_font_size > self.font_size[1]:
+            raise ValueError(
+                f"render.min_font_size ({self.min_font_size}) exceeds the largest "
+                f"font_size ({self.font_size[1]})"
+            )
+        return self
 
 
 class DataConfig(StrictModel):
