@@ -2,82 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import pytest
 import torch
 import transformers as T
 from torch import nn
 
 from mnaft_core.models.adapters import UnsupportedModelError, neuron_sites, supported_families
+from mnaft_core.models.tiny import tiny_model
 
-TEXT = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 300,
-}
-MROPE = {"rope_type": "default", "mrope_section": [2, 1, 1]}
-IDS = {"image_token_id": 299, "video_token_id": 298, "vision_start_token_id": 297, "vision_end_token_id": 296}
-
-
-def _qwen2_vl() -> nn.Module:
-    cfg = T.Qwen2VLConfig(
-        text_config={**TEXT, "rope_parameters": MROPE},
-        vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": 32,
-            "num_heads": 4,
-            "mlp_ratio": 2,
-            "patch_size": 8,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-        **IDS,
-    )
-    return T.Qwen2VLForConditionalGeneration(cfg)
-
-
-def _qwen2_5_vl() -> nn.Module:
-    cfg = T.Qwen2_5_VLConfig(
-        text_config={**TEXT, "rope_parameters": MROPE},
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 48,
-            "num_heads": 4,
-            "out_hidden_size": 32,
-            "patch_size": 8,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "fullatt_block_indexes": [1],
-            "window_size": 32,
-        },
-        **IDS,
-    )
-    return T.Qwen2_5_VLForConditionalGeneration(cfg)
-
-
-def _llava(siglip: bool = False) -> nn.Module:
-    vis = {
-        "hidden_size": 32,
-        "intermediate_size": 40,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-    }
-    vision = T.SiglipVisionConfig(**vis) if siglip else T.CLIPVisionConfig(**vis)
-    cfg = T.LlavaConfig(vision_config=vision, text_config=T.LlamaConfig(**TEXT), image_token_id=299)
-    return T.LlavaForConditionalGeneration(cfg)
-
-
-CASES = {
-    "qwen2-vl": (_qwen2_vl, 64, 64),
-    "qwen2.5-vl": (_qwen2_5_vl, 48, 64),
-    "llava-clip": (_llava, 40, 64),
-    "llava-siglip": (lambda: _llava(siglip=True), 40, 64),
+CASES: dict[str, tuple[Callable[[], nn.Module], int, int]] = {
+    "qwen2-vl": (partial(tiny_model, "qwen2-vl"), 64, 64),
+    "qwen2.5-vl": (partial(tiny_model, "qwen2.5-vl"), 48, 64),
+    "llava-clip": (partial(tiny_model, "llava-clip"), 40, 64),
+    "llava-siglip": (partial(tiny_model, "llava-siglip"), 40, 64),
 }
 
 

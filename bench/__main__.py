@@ -1,0 +1,13 @@
+"""`make bench`: every benchmark with its CPU defaults. GPU runs are invoked directly (see BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = [["bench.train_step", "--size", "small", "--steps", "20"]]
+
+if __name__ == "__main__":
+    for module, *args in BENCHMARKS:
+        print(f"$ python -m {module} {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, "-m", module, *args], check=True)

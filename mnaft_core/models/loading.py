@@ -1,0 +1,121 @@
+"""Load a multimodal model and its processor from a hub id, a local folder, or the embedded organism.
+
+The same code path serves Qwen/Qwen2-VL-2B-Instruct on a GPU server and the organism on a laptop:
+``AutoModelForImageTextToText`` + ``AutoProcessor``. Two local facts are handled here and nowhere else:
+Qwen2-VL's stock processor needs torchvision (for video), so Qwen-family processors are built as
+``ImageOnlyQwen2VLProcessor``; and a hub id that cannot be fetched gets an error saying what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+from mnaft_core.models.config import EMBEDDED_ORGANISM, ModelConfig
+from mnaft_core.models.processor import ImageOnlyQwen2VLProcessor
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+EMBEDDED = {EMBEDDED_ORGANISM: ASSETS / "organism", "embedded:nllb-organism": ASSETS / "nllb-organism"}
+_QWEN_TYPES = {"qwen2_vl", "qwen2_5_vl"}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names it and says how to fix it."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    processor: Any
+    source: str  # the folder or hub id actually loaded
+    device: torch.device
+
+
+def resolve(name_or_path: str) -> str:
+    """An embedded name -> its asset folder; an existing folder -> itself; anything else is a hub id."""
+    if name_or_path in EMBEDDED:
+        path = EMBEDDED[name_or_path]
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"the embedded model {name_or_path!r} is missing at {path}: run `mnaft bootstrap` to build it"
+            )
+        return str(path)
+    if name_or_path.startswith("embedded:"):
+        raise ModelLoadError(f"unknown embedded model {name_or_path!r}; known: {', '.join(sorted(EMBEDDED))}")
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a transformers model folder (no config.json)")
+        return str(path)
+    return name_or_path
+
+
+def pick_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as e:
+        raise ModelLoadError(f"model.device {spec!r} is not a torch device (cpu, cuda, cuda:1, auto)") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"model.device {spec!r} asks for CUDA but no CUDA device is available")
+    return device
+
+
+def pick_dtype(spec: str, device: torch.device) -> torch.dtype:
+    if spec == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[spec]
+
+
+def _hub_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    return {
+        "revision": cfg.revision,
+        "local_files_only": cfg.local_files_only,
+        "trust_remote_code": cfg.trust_remote_code,
+    }
+
+
+def _explain(source: str, cfg: ModelConfig, err: Exception) -> ModelLoadError:
+    offline = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = (
+        "no local folder has that name and the hub is not reachable"
+        + (" (offline mode)" if offline else "")
+        + f"; download it where the hub is reachable (`hf download {source}`) and pass the folder"
+        if not Path(source).exists()
+        else "the folder exists but transformers could not read it"
+    )
+    return ModelLoadError(f"could not load model {source!r}: {hint}. ({type(err).__name__}: {err})")
+
+
+def load_processor(source: str, cfg: ModelConfig) -> Any:
+    try:
+        model_type = AutoConfig.from_pretrained(source, **_hub_kwargs(cfg)).model_type
+        if model_type in _QWEN_TYPES:
+            return ImageOnlyQwen2VLProcessor.from_pretrained(source, **_hub_kwargs(cfg))
+        return AutoProcessor.from_pretrained(source, **_hub_kwargs(cfg))
+    except (OSError, ValueError) as e:
+        raise _explain(source, cfg, e) from e
+
+
+def load_mllm(cfg: ModelConfig) -> LoadedModel:
+    """Model (eval mode, on its device) and processor for ``cfg``."""
+    source = resolve(cfg.name_or_path)
+    device = pick_device(cfg.device)
+    processor = load_processor(source, cfg)
+    kwargs: dict[str, Any] = {**_hub_kwargs(cfg), "dtype": pick_dtype(cfg.dtype, device)}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        model: Any = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _explain(source, cfg, e) from e
+    model.to(device).eval()
+    return LoadedModel(model=model, processor=processor, source=source, device=device)

@@ -1,0 +1,61 @@
+"""Loading goes through AutoModelForImageTextToText/AutoProcessor on saved tiny models of each family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor
+
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.loading import ModelLoadError, load_mllm, pick_device, resolve
+from mnaft_core.models.processor import ImageOnlyQwen2VLProcessor
+from mnaft_core.models.prompts import Example, encode, generate, model_inputs
+from mnaft_core.models.tiny import FAMILIES, save_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {f: save_tiny(f, root / f) for f in FAMILIES}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_saved_family_loads_trains_and_generates(family: str, tiny_dirs: dict[str, Path]) -> None:
+    loaded = load_mllm(ModelConfig(name_or_path=str(tiny_dirs[family]), device="cpu"))
+    if family.startswith("qwen"):
+        assert isinstance(loaded.processor, ImageOnlyQwen2VLProcessor)
+    img = Image.new("RGB", (96, 32), "white")
+    examples = [
+        Example("translate_image", "de", "en", image=img, target="Hello"),
+        Example("translate_text", "de", "en", text="Hallo Welt", target="Hello world"),
+    ]
+    batch = encode(loaded.processor, examples, with_target=True)
+    out = loaded.model(**model_inputs(batch, loaded.device))
+    assert torch.isfinite(out.loss)
+    texts = generate(loaded.model, loaded.processor, examples, max_new_tokens=3, batch_size=2)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_auto_processor_loads_the_image_only_processor(tiny_dirs: dict[str, Path]) -> None:
+    assert isinstance(AutoProcessor.from_pretrained(tiny_dirs["qwen2-vl"]), ImageOnlyQwen2VLProcessor)
+
+
+def test_unreachable_hub_id_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=r"'Qwen/Qwen2-VL-2B-Instruct'.*hf download"):
+        load_mllm(ModelConfig(name_or_path="Qwen/Qwen2-VL-2B-Instruct", device="cpu", local_files_only=True))
+
+
+def test_bad_paths_and_devices_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        resolve(str(tmp_path))
+    with pytest.raises(ModelLoadError, match="unknown embedded model 'embedded:nope'"):
+        resolve("embedded:nope")
+    with pytest.raises(ModelLoadError, match="'gpu0' is not a torch device"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="no CUDA device"):
+            pick_device("cuda")
