@@ -64,6 +64,8 @@ class ModuleRecorder:
     point: ActivationPoint = "act"
     taylor: bool = False
     group_ids: torch.Tensor | None = None  # (tokens,) long, -1 = padding / not counted
+    # Set instead of group_ids when every token belongs to one group (a vision tower sees only images).
+    constant_group: int | None = None
     _buf: _Buffers = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,8 @@ class ModuleRecorder:
         )
 
     def _slot_ids(self, n_tokens: int) -> torch.Tensor:
+        if self.constant_group is not None:
+            return torch.full((n_tokens,), self.constant_group, dtype=torch.long, device=self.device)
         if self.group_ids is None or self.group_ids.numel() != n_tokens:
             got = None if self.group_ids is None else self.group_ids.numel()
             raise RuntimeError(

@@ -1,0 +1,132 @@
+"""The profiling loop on a saved tiny Qwen2-VL: padding-free statistics, resume, disjoint workers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image, ImageDraw
+
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.loading import LoadedModel, load_mllm
+from mnaft_core.models.tiny import save_tiny
+from mnaft_core.profiling import runner
+from mnaft_core.profiling.runner import ProfileConfig, Sample, plan, run_profile
+from mnaft_core.profiling.stats import STATS
+from mnaft_core.profiling.zarr_stats import condition_totals, pending_shards
+
+WORDS = {("de", "en"): [("Datei", "File"), ("Öffnen", "Open"), ("Hilfe", "Help"), ("Ende", "End"),
+                        ("Neu", "New")],
+         ("zh-Hans", "en"): [("文件", "File"), ("打开", "Open"), ("帮助", "Help")]}  # fmt: skip
+
+
+def _png(text: str, width: int) -> bytes:
+    img = Image.new("RGB", (width, 32), "white")
+    ImageDraw.Draw(img).text((4, 8), text, fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _samples() -> list[Sample]:
+    # different widths: images of one batch have different token counts, so padding is exercised
+    return [
+        Sample(src, tgt, s, t, _png(s, 64 + 32 * (i % 3)))
+        for (src, tgt), pairs in WORDS.items()
+        for i, (s, t) in enumerate(pairs)
+    ]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    path = save_tiny("qwen2-vl", tmp_path_factory.mktemp("tiny") / "qwen2-vl")
+    return load_mllm(ModelConfig(name_or_path=str(path), device="cpu"))
+
+
+def _profile(loaded: LoadedModel, out: Path, **kw: object) -> zarr.Group:
+    cfg = ProfileConfig(**{"shard_size": 2, "batch_size": 2, **kw})  # type: ignore[arg-type]
+    return run_profile(loaded.model, loaded.processor, plan(_samples(), cfg), cfg, out, {"fingerprint": "f"},
+                       progress=False)  # fmt: skip
+
+
+def test_plan_is_conditions_by_modality_with_fixed_shards() -> None:
+    p = plan(_samples(), ProfileConfig(shard_size=2, max_samples_per_direction=4))
+    assert [c.name for c in p.conditions] == [
+        "de-en:image",
+        "de-en:text",
+        "zh-Hans-en:image",
+        "zh-Hans-en:text",
+    ]
+    assert [(s.condition, s.start, s.stop) for s in p.shards][:3] == [(0, 0, 2), (0, 2, 4), (1, 0, 2)]
+    assert len(p.samples["de-en"]) == 4
+    with pytest.raises(ValueError, match="no samples to profile in split 'train'"):
+        plan([], ProfileConfig())
+    with pytest.raises(ValueError, match="taylor importance needs a loss"):
+        ProfileConfig(teacher_forcing=False)
+
+
+def test_statistics_do_not_depend_on_batching(loaded: LoadedModel, tmp_path: Path) -> None:
+    a = _profile(loaded, tmp_path / "a.zarr", batch_size=1)
+    b = _profile(loaded, tmp_path / "b.zarr", batch_size=2)
+    for m in ("vision", "language"):
+        ta, tb = condition_totals(a, m), condition_totals(b, m)
+        assert ta.keys() == tb.keys()
+        for c in ta:
+            np.testing.assert_array_equal(ta[c].tokens, tb[c].tokens)
+            for s in STATS:
+                np.testing.assert_allclose(getattr(ta[c], s), getattr(tb[c], s), rtol=1e-3, atol=1e-5)
+    lang = condition_totals(a, "language")
+    image, text = lang[0], lang[1]  # de-en by image, de-en by text
+    assert image.tokens[0] > 0 and text.tokens[0] == 0  # image tokens only where an image was given
+    assert (image.active <= image.tokens[:, None, None]).all()
+    assert image.taylor[2].sum() > 0  # response positions carry the loss
+    vision = condition_totals(a, "vision")
+    assert vision[1].tokens.sum() == 0 and vision[0].tokens[0] > 0  # the vision tower sees images only
+
+
+def test_killed_run_resumes_to_the_same_store(
+    loaded: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _profile(loaded, tmp_path / "whole.zarr")
+    calls = {"n": 0}
+    real = runner._step
+
+    def dying(*args: object, **kw: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _profile(loaded, tmp_path / "resumed.zarr")
+    monkeypatch.setattr(runner, "_step", real)
+    partial = zarr.open_group(str(tmp_path / "resumed.zarr"), mode="r")
+    assert 0 < len(pending_shards(partial)) < len(plan(_samples(), ProfileConfig(shard_size=2)).shards)
+    resumed = _profile(loaded, tmp_path / "resumed.zarr")
+    assert pending_shards(resumed) == []
+    for m in ("vision", "language"):
+        for c, st in condition_totals(whole, m).items():
+            other = condition_totals(resumed, m)[c]
+            for s in ("tokens", *STATS):
+                np.testing.assert_allclose(getattr(st, s), getattr(other, s), rtol=1e-6)
+
+
+def test_disjoint_workers_fill_one_store(loaded: LoadedModel, tmp_path: Path) -> None:
+    cfg = ProfileConfig(shard_size=2, batch_size=2)
+    p = plan(_samples(), cfg)
+    out = tmp_path / "shared.zarr"
+    n = len(p.shards)
+    for worker in range(2):
+        run_profile(loaded.model, loaded.processor, p, cfg, out, {"fingerprint": "f"},
+                    only_shards=range(worker, n, 2), progress=False)  # fmt: skip
+    root = zarr.open_group(str(out), mode="r")
+    assert pending_shards(root) == []
+    whole = _profile(loaded, tmp_path / "whole.zarr")
+    for c, st in condition_totals(whole, "language").items():
+        np.testing.assert_allclose(st.sum, condition_totals(root, "language")[c].sum, rtol=1e-6)
+    with pytest.raises(ValueError, match="differs in 'fingerprint'"):
+        run_profile(loaded.model, loaded.processor, p, cfg, out, {"fingerprint": "other"}, progress=False)
