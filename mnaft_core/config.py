@@ -10,17 +10,72 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mnaft_core._base import StrictModel
 from mnaft_core.data.config import DataConfig
+from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
+from mnaft_core.profiling.runner import ProfileConfig
+from mnaft_core.selection.select import Method, SelectConfig
+from mnaft_core.training.config import FinetuneConfig, TrainMethod
 
 DEFAULT_STORE = "./mnaft-store"
 
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class SystemSpec(StrictModel):
+    """One fine-tuned system of the comparison: a training method and, for masks, the selector."""
+
+    name: str = Field(
+        min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="report label"
+    )
+    method: TrainMethod = Field(description="mnaft (a neuron mask), full, or lora")
+    mask: Method | None = Field(
+        None, description="selector of the mask (mnaft, random, ...); mnaft method only"
+    )
+    lr: float | None = Field(None, gt=0.0, le=1.0, description="learning rate override for this system")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mask(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("method") == "mnaft" and data.get("mask") is None:
+            return {**data, "mask": "mnaft"}
+        return data
+
+    @model_validator(mode="after")
+    def _mask_only_for_mnaft(self) -> SystemSpec:
+        if self.method != "mnaft" and self.mask is not None:
+            raise ValueError(f"system {self.name}: method {self.method} takes no mask")
+        return self
+
+
+class FinetuneSuite(StrictModel):
+    """Shared training settings, the systems compared, and the seeds each is trained with."""
+
+    settings: FinetuneConfig = Field(default_factory=FinetuneConfig, description="shared by every system")
+    systems: list[SystemSpec] = Field(
+        default_factory=lambda: [SystemSpec(name="mnaft", method="mnaft")], min_length=1
+    )
+    seeds: list[int] = Field([0], min_length=1, description="one training run per system and seed")
+    max_train_per_direction: int = Field(0, ge=0, description="cap on training samples (0 = all)")
+
+    @field_validator("systems")
+    @classmethod
+    def _unique(cls, v: list[SystemSpec]) -> list[SystemSpec]:
+        names = [s.name for s in v]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"system names repeat: {dupes}")
+        return v
+
+    def config_for(self, system: SystemSpec, seed: int) -> FinetuneConfig:
+        update: dict[str, Any] = {"method": system.method, "seed": seed}
+        if system.lr is not None:
+            update["lr"] = system.lr
+        return FinetuneConfig.model_validate({**self.settings.model_dump(), **update})
 
 
 class PipelineConfig(StrictModel):
@@ -30,6 +85,10 @@ class PipelineConfig(StrictModel):
     store: str = Field(DEFAULT_STORE, min_length=1, description="artifact store URL: a folder or fsspec URL")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the multimodal model to adapt")
     data: DataConfig = Field(description="the data stage")
+    profile: ProfileConfig = Field(default_factory=ProfileConfig, description="the profile stage")
+    select: SelectConfig = Field(default_factory=SelectConfig, description="the select stage (mnaft's mask)")
+    finetune: FinetuneSuite = Field(default_factory=lambda: FinetuneSuite(), description="methods compared")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="the evaluate stage")
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

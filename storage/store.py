@@ -186,14 +186,21 @@ class ArtifactStore:
         inputs: Mapping[str, str] | None = None,
         params: Any = None,
         code_version: str = "",
+        resumable: bool = False,
     ) -> Iterator[ArtifactWriter]:
         """Stage files in a local folder; publish when the block ends without an exception.
 
         If the artifact already exists complete, publishing is a no-op and the existing one stays.
+        ``resumable``: the staging folder is named by (stage, key) and kept when the block fails, so
+        the next attempt finds the partial work (a profile's finished shards) and continues from it.
         """
         validate_stage(stage)
         validate_key(key)
-        if self.is_local:
+        if resumable:
+            base = Path(self.root) / STAGING if self.is_local else self.cache_dir.parent / "staging"
+            staging = base / f"{stage}-{key}-resumable"
+            staging.mkdir(parents=True, exist_ok=True)
+        elif self.is_local:
             base = Path(self.root) / STAGING
             base.mkdir(parents=True, exist_ok=True)
             staging = base / f"{stage}-{key}-{uuid.uuid4().hex[:12]}"
@@ -201,11 +208,14 @@ class ArtifactStore:
         else:
             staging = Path(tempfile.mkdtemp(prefix=f"mnaft-{stage}-{key}-"))
         w = ArtifactWriter(self, stage, key, staging, dict(inputs or {}), params, code_version)
+        done = False
         try:
             yield w
             w.commit()
+            done = True
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if done or not resumable:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def _publish(self, w: ArtifactWriter) -> Artifact:
         if (existing := self.get(w.stage, w.key)) is not None:

@@ -8,6 +8,7 @@ Qwen2-VL's stock processor needs torchvision (for video), so Qwen-family process
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +120,29 @@ def load_mllm(cfg: ModelConfig) -> LoadedModel:
         raise _explain(source, cfg, e) from e
     model.to(device).eval()
     return LoadedModel(model=model, processor=processor, source=source, device=device)
+
+
+_IDENTITY_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def model_identity(cfg: ModelConfig) -> str:
+    """What a model *is*, for cache keys (hex sha256): the content of a local folder's config, tokenizer
+    and weights, or the hub id and revision (a pinned revision pins content; a branch moves)."""
+    source = resolve(cfg.name_or_path) if cfg.name_or_path.startswith("embedded:") else cfg.name_or_path
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return hashlib.sha256(f"hub:{source}@{cfg.revision or 'main'}".encode()).hexdigest()
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.suffix not in (".json", ".safetensors", ".jinja", ".txt", ".model"):
+            continue
+        st = f.stat()
+        memo = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+        if memo not in _IDENTITY_CACHE:
+            fh = hashlib.sha256()
+            with f.open("rb") as fp:
+                for block in iter(lambda: fp.read(1 << 22), b""):
+                    fh.update(block)
+            _IDENTITY_CACHE[memo] = fh.hexdigest()
+        h.update(f"{f.name}:{_IDENTITY_CACHE[memo]}".encode())
+    return h.hexdigest()

@@ -8,7 +8,6 @@ its unfinished shards, and workers given disjoint shard lists can fill one store
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mnaft_core._base import StrictModel
+from mnaft_core.data.dataset import Sample
 from mnaft_core.models.adapters import MlpSite, neuron_sites
 from mnaft_core.models.prompts import IGNORE, Example, encode, instruction, model_inputs
 from mnaft_core.profiling.stats import GROUPS, HostStats, ModuleRecorder, recording
@@ -57,15 +57,6 @@ class ProfileConfig(StrictModel):
 
 
 @dataclass(frozen=True)
-class Sample:
-    src: str
-    tgt: str
-    src_text: str
-    tgt_text: str
-    image: bytes
-
-
-@dataclass(frozen=True)
 class Shard:
     condition: int
     start: int
@@ -83,7 +74,7 @@ def plan(samples: Iterable[Sample], cfg: ProfileConfig) -> Plan:
     """Conditions and shards, a pure function of the samples and the config."""
     by_dir: dict[str, list[Sample]] = {}
     for s in samples:
-        group = by_dir.setdefault(f"{s.src}-{s.tgt}", [])
+        group = by_dir.setdefault(s.direction, [])
         if len(group) < cfg.max_samples_per_direction:
             group.append(s)
     if not by_dir:
@@ -118,7 +109,7 @@ def _examples(samples: Sequence[Sample], modality: str, with_target: bool) -> li
             s.src,
             s.tgt,
             text=s.src_text if modality == "text" else None,
-            image=Image.open(io.BytesIO(s.image)) if modality == "image" else None,
+            image=s.pil() if modality == "image" else None,
             target=s.tgt_text if with_target else None,
         )
         for s in samples

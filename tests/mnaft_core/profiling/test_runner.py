@@ -10,11 +10,12 @@ import pytest
 import zarr
 from PIL import Image, ImageDraw
 
+from mnaft_core.data.dataset import Sample
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import LoadedModel, load_mllm
 from mnaft_core.models.tiny import save_tiny
 from mnaft_core.profiling import runner
-from mnaft_core.profiling.runner import ProfileConfig, Sample, plan, run_profile
+from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.stats import STATS
 from mnaft_core.profiling.zarr_stats import condition_totals, pending_shards
 
@@ -34,7 +35,7 @@ def _png(text: str, width: int) -> bytes:
 def _samples() -> list[Sample]:
     # different widths: images of one batch have different token counts, so padding is exercised
     return [
-        Sample(src, tgt, s, t, _png(s, 64 + 32 * (i % 3)))
+        Sample(f"{src}{i}", src, tgt, s, t, _png(s, 64 + 32 * (i % 3)))
         for (src, tgt), pairs in WORDS.items()
         for i, (s, t) in enumerate(pairs)
     ]

@@ -1,0 +1,141 @@
+"""The evaluate stage as one call: every system on the same test samples -> outputs, scores, report.
+
+Systems: the base model zero-shot, the base model's own read-then-translate cascade, the OCR -> MT
+cascade, and each fine-tuned checkpoint (one per method and seed). Retention (reading CER and text
+translation chrF++ against the base) shows what fine-tuning cost the model elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from torch import nn
+
+from mnaft_core.data.dataset import Sample
+from mnaft_core.evaluation.metrics import corpus_scores, error_rate
+from mnaft_core.evaluation.mt import NllbTranslator
+from mnaft_core.evaluation.ocr import make_ocr
+from mnaft_core.evaluation.report import score_outputs, significance, write_report
+from mnaft_core.evaluation.systems import EvaluateConfig, Row, direct, ocr_mt, own_cascade
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.loading import load_mllm, pick_device, resolve
+from mnaft_core.models.prompts import Example, generate
+
+BASE, OWN_CASCADE, CASCADE = "base", "base-read+translate", "ocr+mt"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fine-tuned checkpoint under evaluation."""
+
+    system: str  # e.g. mnaft, full, lora, random
+    seed: int
+    path: Path
+    cost: Mapping[str, Any]
+
+
+def retention(
+    model: nn.Module, processor: Any, samples: Sequence[Sample], cfg: EvaluateConfig
+) -> dict[str, float]:
+    """Reading CER and text-translation chrF++ (gold source text in)."""
+    kw: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size}
+    reads = generate(
+        model, processor, [Example("read_image", s.src, s.src, image=s.pil()) for s in samples], **kw
+    )
+    texts = generate(
+        model, processor, [Example("translate_text", s.src, s.tgt, text=s.src_text) for s in samples], **kw
+    )
+    chrf = [
+        corpus_scores(
+            [t for t, s in zip(texts, samples, strict=True) if s.direction == d],
+            [s.tgt_text for s in samples if s.direction == d],
+            d.split("-")[-1],
+        )["chrf"].score
+        for d in sorted({s.direction for s in samples})
+    ]
+    return {
+        "reading_cer": error_rate(reads, [s.src_text for s in samples], "char"),
+        "text_chrf": sum(chrf) / len(chrf),
+    }
+
+
+def evaluate(
+    base: ModelConfig,
+    candidates: Sequence[Candidate],
+    samples: Sequence[Sample],
+    cfg: EvaluateConfig,
+    out: Path,
+    *,
+    baseline: str = "mnaft",
+) -> dict[str, Any]:
+    """Run every system, write outputs.parquet + report.{json,md} + scores.png; return the headline."""
+    rows: list[Row] = []
+    retained: list[dict[str, Any]] = []
+    loaded = load_mllm(base)
+    rows += direct(BASE, loaded.model, loaded.processor, samples, cfg)
+    extra: dict[str, Any] = {}
+    if cfg.own_cascade:
+        own, cer = own_cascade(OWN_CASCADE, loaded.model, loaded.processor, samples, cfg)
+        rows += own
+        extra["base_reading_cer"] = cer
+    retained.append({"system": BASE, "seed": 0, **retention(loaded.model, loaded.processor, samples, cfg)})
+    del loaded
+    if cfg.cascade:
+        engine = make_ocr(cfg.ocr, sorted({s.script for s in samples}))
+        device = str(pick_device(base.device))
+        mt = NllbTranslator(resolve(cfg.mt_model), device=device, num_beams=cfg.mt_num_beams)
+        cascade_rows, ocr_cer = ocr_mt(CASCADE, engine, mt, samples)
+        rows += cascade_rows
+        extra["ocr_cer"] = ocr_cer
+    for c in candidates:
+        m = load_mllm(base.model_copy(update={"name_or_path": str(c.path)}))
+        rows += direct(c.system, m.model, m.processor, samples, cfg, seed=c.seed)
+        retained.append({"system": c.system, "seed": c.seed, **retention(m.model, m.processor, samples, cfg)})
+    outputs = pl.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.write_parquet(out / "outputs.parquet")
+    scores = score_outputs(outputs)
+    systems = set(outputs["system"].to_list())
+    sig = (
+        significance(outputs, baseline, cfg.significance_samples)
+        if baseline in systems and cfg.significance_samples
+        else None
+    )
+    ret = (
+        pl.DataFrame(retained)
+        .group_by("system", maintain_order=True)
+        .agg(
+            pl.col("reading_cer").mean().round(4),
+            pl.col("text_chrf").mean().round(2),
+            pl.len().alias("seeds"),
+        )
+    )
+    cost = (
+        pl.DataFrame(
+            [
+                {
+                    "system": c.system,
+                    "seed": c.seed,
+                    **{
+                        k: c.cost.get(k)
+                        for k in ("trainable_params", "optimizer_state_bytes", "seconds", "steps")
+                    },
+                }
+                for c in candidates
+            ]
+        )
+        if candidates
+        else None
+    )
+    if cost is not None:
+        cost = cost.group_by("system", maintain_order=True).agg(
+            pl.col("trainable_params").first(), pl.col("optimizer_state_bytes").first(),
+            pl.col("seconds").mean().round(1).alias("train_seconds_mean"), pl.col("steps").first(),
+        )  # fmt: skip
+    write_report(out, scores, sig, ret, cost, extra=extra)
+    agg = scores.group_by("system", maintain_order=True).agg(pl.col("bleu").mean(), pl.col("chrf").mean())
+    return {"systems": agg.to_dicts(), **extra}

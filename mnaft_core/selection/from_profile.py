@@ -1,0 +1,62 @@
+"""The select stage as one call: a finished profile store in, the mask + tables + pictures out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from mnaft_core.profiling.zarr_stats import Condition, condition_totals
+from mnaft_core.selection.aggregate import LanguageStats, per_language
+from mnaft_core.selection.select import SelectConfig, SelectionResult, select_neurons
+from mnaft_core.viz.neurons import neuron_embedding, probability_distribution, specific_heatmaps
+
+MASK_FILE = "mask.safetensors"
+
+
+def language_stats(root: zarr.Group) -> tuple[dict[str, LanguageStats], dict[str, list[str]]]:
+    """Per-module statistics per language, and the site path of each profiled layer."""
+    attrs: dict[str, Any] = dict(root.attrs)
+    conditions = [Condition(c["src"], c["tgt"], c["modality"]) for c in attrs["conditions"]]
+    languages = sorted({c.src for c in conditions} | {c.tgt for c in conditions})
+    stats, sites = {}, {}
+    for module, meta in attrs["modules"].items():
+        totals = condition_totals(root, module)
+        stats[module] = per_language(module, totals, conditions, languages)
+        sites[module] = list(meta["sites"])
+    return stats, sites
+
+
+def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
+    stats, sites = language_stats(root)
+    return select_neurons(
+        stats, sites, cfg, str(root.attrs["fingerprint"]), str(root.attrs.get("data_key", ""))
+    )
+
+
+def write_selection(result: SelectionResult, out: Path) -> dict[str, Any]:
+    """mask.safetensors, neurons.parquet, layers.parquet, PNGs; returns the counts for the manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    result.mask.save(out / MASK_FILE)
+    result.neurons.write_parquet(out / "neurons.parquet")
+    result.layers.write_parquet(out / "layers.parquet")
+    specific_heatmaps(result.layers, out / "specific_heatmap.png")
+    probability_distribution(result.neurons, out / "activation_probability.png")
+    neuron_embedding(result.neurons, out / "neuron_embedding.png")
+    counts = result.mask.counts()
+    summary = {
+        "method": result.mask.method,
+        "sites": len(result.mask.sites),
+        "neurons": {
+            cls: int(result.neurons.filter(result.neurons["class"] == cls).height)
+            for cls in ("specific", "agnostic")
+        },
+        "selected_layers": result.layers.filter(result.layers["selected"])
+        .select("module", "layer")
+        .to_dicts(),
+        "counts": counts,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

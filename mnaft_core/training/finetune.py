@@ -1,0 +1,89 @@
+"""The finetune stage as one call: a loaded model + training samples (+ mask) -> a trained checkpoint.
+
+Training is always on the image-translation task itself (image + instruction -> translation), each
+batch one direction, so mnaft can switch on that direction's language-specific neurons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnaft_core.data.dataset import Sample
+from mnaft_core.models.loading import LoadedModel
+from mnaft_core.models.prompts import Example, encode, model_inputs
+from mnaft_core.selection.mask import NeuronMask, model_fingerprint
+from mnaft_core.training.config import FinetuneConfig
+from mnaft_core.training.export import save_neuron_delta
+from mnaft_core.training.methods import prepare
+from mnaft_core.training.trainer import TrainResult, train
+
+MODEL_DIR = "model"
+DELTA_FILE = "neuron_delta.safetensors"
+
+
+def image_translation_collate(processor: Any, samples: Sequence[Sample]):  # type: ignore[no-untyped-def]
+    """The trainer's collate: (direction, indices) -> (languages, inputs) for image translation."""
+
+    def collate(_direction: str, indices: Sequence[int]) -> tuple[tuple[str, ...], dict[str, torch.Tensor]]:
+        chosen = [samples[i] for i in indices]
+        examples = [
+            Example("translate_image", s.src, s.tgt, image=s.pil(), target=s.tgt_text) for s in chosen
+        ]
+        return (chosen[0].src, chosen[0].tgt), model_inputs(
+            encode(processor, examples, with_target=True), "cpu"
+        )
+
+    return collate
+
+
+def finetune(
+    loaded: LoadedModel,
+    samples: Sequence[Sample],
+    cfg: FinetuneConfig,
+    mask: NeuronMask | None,
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    mask_ref: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, then save the merged model (+ processor) and, for mnaft, the neuron delta; returns metrics."""
+    model = loaded.model
+    fingerprint = model_fingerprint(model) if mask is not None else None
+    trainable = prepare(model, cfg, mask, fingerprint)
+    result: TrainResult = train(
+        trainable,
+        [s.direction for s in samples],
+        image_translation_collate(loaded.processor, samples),
+        cfg,
+        run_dir,
+        loaded.device,
+        progress=progress,
+    )
+    merged = trainable.merged()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir / MODEL_DIR)  # type: ignore[operator]
+    loaded.processor.save_pretrained(out_dir / MODEL_DIR)
+    metrics: dict[str, Any] = {
+        "method": cfg.method,
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "seconds": round(result.seconds, 2),
+        "tokens": result.tokens,
+        "trainable_params": result.trainable_params,
+        "optimizer_state_bytes": result.optimizer_state_bytes,
+        "resumed_from": result.resumed_from,
+        "train_samples": len(samples),
+    }
+    if mask is not None and cfg.method == "mnaft":
+        metrics["delta_values"] = save_neuron_delta(merged, mask, out_dir / DELTA_FILE, mask_ref)
+    log = run_dir / "metrics.jsonl"
+    if log.exists():
+        (out_dir / "metrics.jsonl").write_text(log.read_text())
+    (out_dir / "train_summary.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,79 @@
+"""The evaluate stage: every system on the test split -> outputs, scores, significance, report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from mnaft_core.data.dataset import load_samples
+from mnaft_core.evaluation.run import Candidate, evaluate
+from mnaft_core.evaluation.systems import EvaluateConfig
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.training.finetune import MODEL_DIR
+from storage import ArtifactStore
+from tasks._stage import model_input, publish, stage_key, store_cache
+
+STAGE = "evaluate"
+PACKAGES = ("mnaft_core.evaluation", "mnaft_core.models")
+Checkpoints = Mapping[str, Mapping[int, str]]  # system -> seed -> finetune key
+
+
+def _inputs(model: ModelConfig, data_key: str, checkpoints: Checkpoints) -> dict[str, str]:
+    ck = {
+        f"finetune:{s}:{seed}": k
+        for s, seeds in sorted(checkpoints.items())
+        for seed, k in sorted(seeds.items())
+    }
+    return {**model_input(model), "data": data_key, **ck}
+
+
+def evaluate_key(
+    model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str = ""
+) -> str:
+    return stage_key(STAGE, cfg, _inputs(model, data_key, checkpoints), PACKAGES)
+
+
+def build_evaluate(
+    model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str
+) -> str:
+    st = ArtifactStore(store)
+
+    def build(out: Path) -> dict[str, Any]:
+        samples = load_samples(
+            st.open("data", data_key).local_dir(), cfg.split, limit=cfg.max_samples_per_direction
+        )
+        candidates = []
+        for system, seeds in sorted(checkpoints.items()):
+            for seed, key in sorted(seeds.items()):
+                art = st.open("finetune", key)
+                candidates.append(
+                    Candidate(system, int(seed), art.local_path(MODEL_DIR), art.manifest.metrics)
+                )
+        return evaluate(model, candidates, samples, cfg, out)
+
+    key = evaluate_key(model, cfg, data_key, checkpoints)
+    return publish(store, STAGE, key, params=cfg.model_dump(mode="json"),
+                   inputs=_inputs(model, data_key, checkpoints), packages=PACKAGES, build=build)  # fmt: skip
+
+
+@task(
+    name="evaluate",
+    cache_key_fn=store_cache(STAGE, evaluate_key),
+    persist_result=True,
+    result_serializer="json",
+)
+def evaluate_task(
+    model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str
+) -> str:
+    """Score every system and write the report."""
+    key = build_evaluate(model, cfg, data_key, checkpoints, store)
+    art = ArtifactStore(store).open(STAGE, key)
+    create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
+    create_markdown_artifact(
+        key="evaluation-report", markdown=art.read_bytes("report.md").decode(), description=key
+    )
+    return key

@@ -1,0 +1,91 @@
+"""The finetune stage: base model + training split (+ mask) -> merged checkpoint (+ neuron delta)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.events import emit_event
+
+from mnaft_core.data.dataset import load_samples
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.loading import load_mllm
+from mnaft_core.selection.from_profile import MASK_FILE
+from mnaft_core.selection.mask import NeuronMask
+from mnaft_core.training.config import FinetuneConfig
+from mnaft_core.training.finetune import MODEL_DIR, finetune
+from storage import ArtifactStore
+from tasks._stage import model_input, publish, stage_key, store_cache
+
+STAGE = "finetune"
+PACKAGES = ("mnaft_core.training", "mnaft_core.models")
+CHECKPOINT_EVENT = "mnaft.checkpoint.created"
+
+
+def finetune_key(
+    model: ModelConfig,
+    cfg: FinetuneConfig,
+    data_key: str,
+    mask_key: str | None,
+    store: str = "",
+    max_train: int = 0,
+) -> str:
+    inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
+    return stage_key(STAGE, {**cfg.model_dump(mode="json"), "max_train": max_train}, inputs, PACKAGES)
+
+
+def build_finetune(
+    model: ModelConfig,
+    cfg: FinetuneConfig,
+    data_key: str,
+    mask_key: str | None,
+    store: str,
+    max_train: int = 0,
+) -> str:
+    st = ArtifactStore(store)
+    key = finetune_key(model, cfg, data_key, mask_key, max_train=max_train)
+
+    def build(out: Path) -> dict[str, Any]:
+        loaded = load_mllm(model)
+        samples = load_samples(st.open("data", data_key).local_dir(), "train", limit=max_train or None)
+        mask = NeuronMask.load(st.open("select", mask_key).local_path(MASK_FILE)) if mask_key else None
+        run_dir = st.cache_dir.parent / "runs" / f"{STAGE}-{key}"  # checkpoints survive a killed run
+        return finetune(loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "")
+
+    inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
+    params = {**cfg.model_dump(mode="json"), "max_train": max_train}
+    return publish(store, STAGE, key, params=params, inputs=inputs, packages=PACKAGES, build=build)
+
+
+@task(
+    name="finetune",
+    cache_key_fn=store_cache(STAGE, finetune_key),
+    persist_result=True,
+    result_serializer="json",
+)
+def finetune_task(
+    model: ModelConfig,
+    cfg: FinetuneConfig,
+    data_key: str,
+    mask_key: str | None,
+    store: str,
+    max_train: int = 0,
+) -> str:
+    """Train one method; emits mnaft.checkpoint.created so re-profiling can follow."""
+    key = build_finetune(model, cfg, data_key, mask_key, store, max_train)
+    art = ArtifactStore(store).open(STAGE, key)
+    m = art.manifest.metrics
+    create_table_artifact(key=f"finetune-{cfg.method}", table=[{"key": key, **m}], description=key)
+    emit_event(
+        CHECKPOINT_EVENT,
+        resource={
+            "prefect.resource.id": f"mnaft.checkpoint.{key}",
+            "mnaft.store": store,
+            "mnaft.path": art.url(MODEL_DIR),
+            "mnaft.method": cfg.method,
+        },
+        payload={"key": key, "store": store, "model_dir": MODEL_DIR, "metrics": m},
+    )
+    return key

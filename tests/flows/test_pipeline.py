@@ -1,0 +1,128 @@
+"""The mnaft flow end to end on a tiny model and a tiny table dataset: runs, caches, invalidates."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import polars as pl
+import pytest
+
+from mnaft_core.config import FinetuneSuite, PipelineConfig, SystemSpec
+from mnaft_core.data.config import DataConfig
+from mnaft_core.evaluation.systems import EvaluateConfig
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.tiny import save_tiny
+from mnaft_core.profiling.runner import ProfileConfig
+from mnaft_core.selection.lape import LapeConfig
+from mnaft_core.selection.select import SelectConfig
+from mnaft_core.training.config import FinetuneConfig
+from storage import ArtifactStore
+
+PAIRS = [
+    ("Open file", "Datei öffnen"),
+    ("Save", "Speichern"),
+    ("Close window", "Fenster schließen"),
+    ("Help", "Hilfe"),
+    ("New folder", "Neuer Ordner"),
+    ("Print", "Drucken"),
+    ("Cancel", "Abbrechen"),
+    ("Search", "Suchen"),
+    ("Settings", "Einstellungen"),
+    ("Quit", "Beenden"),
+    ("Copy", "Kopieren"),
+    ("Paste", "Einfügen"),
+    ("Delete", "Löschen"),
+    ("Rename", "Umbenennen"),
+    ("Undo", "Rückgängig"),
+    ("Redo", "Wiederholen"),
+    ("Zoom in", "Vergrößern"),
+    ("Zoom out", "Verkleinern"),
+    ("Edit", "Bearbeiten"),
+    ("View", "Ansicht"),
+    ("Tools", "Werkzeuge"),
+    ("Window", "Fenster"),
+    ("Back", "Zurück"),
+    ("Next", "Weiter"),
+]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
+    root = tmp_path_factory.mktemp("pipeline")
+    tsv = root / "pairs.tsv"
+    tsv.write_text("src_text\ttgt_text\n" + "".join(f"{a}\t{b}\n" for a, b in PAIRS))
+    model = save_tiny("qwen2-vl", root / "tiny")
+    data = DataConfig.model_validate(
+        {
+            "directions": [{"src": "en", "tgt": "de"}, {"src": "de", "tgt": "en"}],
+            "sources": [{"kind": "table", "path": str(tsv), "src_lang": "en", "tgt_lang": "de"}],
+            "split": {"val_fraction": 0.1, "test_fraction": 0.2},
+            "render": {"height": 32, "max_width": 128, "max_lines": 1, "font_size": [14, 16]},
+        }
+    )
+    return PipelineConfig(
+        name="tiny",
+        store=str(root / "store"),
+        model=ModelConfig(name_or_path=str(model), device="cpu"),
+        data=data,
+        profile=ProfileConfig(max_samples_per_direction=8, batch_size=4, shard_size=4),
+        select=SelectConfig(lape=LapeConfig(top_rate=0.05), layer_fraction=1.0),
+        finetune=FinetuneSuite(
+            settings=FinetuneConfig(steps=2, batch_size=4, warmup_steps=0, checkpoint_every=1),
+            systems=[
+                SystemSpec(name="mnaft", method="mnaft"),
+                SystemSpec(name="random", method="mnaft", mask="random"),
+                SystemSpec(name="lora", method="lora"),
+            ],
+        ),
+        evaluate=EvaluateConfig(
+            max_samples_per_direction=3, max_new_tokens=4, cascade=False, significance_samples=20
+        ),
+    )
+
+
+def _builds(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count artifacts actually built (a writer opened), not task runs that found their artifact."""
+    counts: Counter[str] = Counter()
+    real = ArtifactStore.writer
+
+    def counted(self: ArtifactStore, stage: str, key: str, **kw: Any) -> Any:
+        counts[stage] += 1
+        return real(self, stage, key, **kw)
+
+    monkeypatch.setattr(ArtifactStore, "writer", counted)
+    return counts
+
+
+def test_pipeline_runs_caches_and_invalidates_downstream_only(
+    prefect_harness: None, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.pipeline import mnaft_flow
+
+    counts = _builds(monkeypatch)
+    keys = mnaft_flow(config)
+    assert counts == Counter(data=1, profile=1, select=2, finetune=3, evaluate=1)
+    st = ArtifactStore(config.store)
+    report = st.open("evaluate", keys["evaluate"])
+    outputs = pl.read_parquet(report.open("outputs.parquet"))
+    assert set(outputs["system"]) == {"base", "base-read+translate", "mnaft", "random", "lora"}
+    assert {"report.json", "report.md", "scores.png"} <= {f.path for f in report.manifest.files}
+    mask = st.open("select", keys["select:mnaft"])
+    assert {"mask.safetensors", "neurons.parquet", "layers.parquet", "specific_heatmap.png"} <= {
+        f.path for f in mask.manifest.files
+    }
+    assert "neuron_delta.safetensors" in {
+        f.path for f in st.open("finetune", keys["finetune:mnaft:0"]).manifest.files
+    }
+
+    counts.clear()
+    assert mnaft_flow(config) == keys  # unchanged: nothing recomputed
+    assert sum(counts.values()) == 0
+
+    changed = config.model_copy(update={"select": config.select.model_copy(update={"layer_fraction": 0.5})})
+    counts.clear()
+    new = mnaft_flow(changed)
+    # select changed: both masks, both mask-based fine-tunes, evaluation rerun; data, profile, lora do not
+    assert counts == Counter(select=2, finetune=2, evaluate=1)
+    assert new["profile"] == keys["profile"] and new["finetune:lora:0"] == keys["finetune:lora:0"]
