@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mnaft_core.config import DEFAULT_STORE, ConfigError, PipelineConfig, load_config
+from mnaft_core.config import DEFAULT_STORE, ConfigError, PipelineConfig, load_config, load_model
 from storage import ArtifactStore, StoreError, plan_gc, run_gc
 from storage.inspect import summarize
 
@@ -179,9 +179,35 @@ def run(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -
     from flows.pipeline import mnaft_flow
 
     keys = mnaft_flow(cfg)
-    table = Table("stage", "artifact key", title=f"{cfg.name}: store {cfg.store}")
-    for stage, key in keys.items():
-        table.add_row(stage, key)
+    console.print(_keys_table(f"{cfg.name}: store {cfg.store}", keys))
+    _print_report(cfg.store, keys["evaluate"])
+
+
+@app.command("bootstrap")
+def bootstrap(
+    config: ConfigOpt = Path("configs/organism.yaml"),
+    store: StoreOpt = None,
+    install: Annotated[
+        bool, typer.Option(help="copy the result over assets/organism and assets/nllb-organism")
+    ] = True,
+) -> None:
+    """Build the embedded model organisms (about 50 min on 2 CPU cores) and print their measurements."""
+    from mnaft_core.models.organism.config import BootstrapConfig
+
+    try:
+        cfg = load_model(config, BootstrapConfig)
+    except ConfigError as err:
+        raise _fail(str(err), 2) from err
+    from flows.stages import bootstrap_flow
+
+    url = store or DEFAULT_STORE
+    key = bootstrap_flow(cfg, url, install)
+    manifest = json.loads(_store(url).open("organism", key).read_bytes("organism/manifest.json"))
+    overall = manifest["metrics"]["overall"]
+    table = Table("measure (held-out test)", "value", title=f"organism {key}")
+    for name in ("reading_cer", "text_chrf", "zero_shot_image_chrf", "own_cascade_chrf", "gap_chrf",
+                 "nllb_organism_text_chrf"):  # fmt: skip
+        table.add_row(name, f"{overall[name]:.3f}" if name == "reading_cer" else f"{overall[name]:.2f}")
     console.print(table)
 
 
@@ -190,3 +216,165 @@ def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
     """Validate a config file and print it with every default filled in."""
     cfg = _config(config, None)
     print(json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+def _keys_table(title: str, keys: dict[str, str]) -> Table:
+    table = Table("stage", "artifact key", title=title)
+    for stage, key in keys.items():
+        table.add_row(stage, key)
+    return table
+
+
+@app.command("profile")
+def profile(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    store: StoreOpt = None,
+    data_key: Annotated[
+        str | None, typer.Option(help="dataset artifact (default: build it from the config)")
+    ] = None,
+) -> None:
+    """Record per-neuron activation statistics (image and text conditions) into a Zarr artifact."""
+    cfg = _config(config, store)
+    from flows.stages import data_flow, profile_flow
+
+    key = profile_flow(cfg.model, cfg.profile, data_key or data_flow(cfg.data, cfg.store), cfg.store)
+    console.print(f"profile: {key}", soft_wrap=True)
+
+
+@app.command("select")
+def select(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    store: StoreOpt = None,
+    profile_key: Annotated[str | None, typer.Option(help="profile artifact (default: the newest)")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="selector: mnaft, random, magnitude, taylor, ...")
+    ] = None,
+) -> None:
+    """Classify neurons, rank layers and write the neuron mask (Parquet tables, safetensors, PNGs)."""
+    cfg = _config(config, store)
+    from flows.stages import select_flow
+
+    sel = cfg.select.model_copy(update={"method": method}) if method else cfg.select
+    key = select_flow(sel, profile_key, cfg.store)
+    console.print(f"select: {key}", soft_wrap=True)
+
+
+@app.command("finetune")
+def finetune(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    store: StoreOpt = None,
+    method: Annotated[
+        str, typer.Option(help="mnaft, full, lora, or a mask selector for mnaft (random, ...)")
+    ] = "mnaft",
+    data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the newest)")] = None,
+    mask_key: Annotated[
+        str | None, typer.Option(help="mask artifact for mnaft (default: the newest)")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Fine-tune the configured model with one method; writes the merged checkpoint (+ neuron delta)."""
+    cfg = _config(config, store)
+    from flows.stages import finetune_flow, select_flow
+    from mnaft_core.selection.select import METHODS
+
+    train_method = method if method in ("mnaft", "full", "lora") else "mnaft"
+    if method not in ("mnaft", "full", "lora") and method not in METHODS:
+        raise _fail(f"--method {method!r}: expected mnaft, full, lora or one of {', '.join(METHODS)}", 2)
+    settings = cfg.finetune.settings.model_copy(update={"method": train_method, "seed": seed})
+    if method in METHODS and method != "mnaft" and mask_key is None:
+        mask_key = select_flow(cfg.select.model_copy(update={"method": method}), None, cfg.store)
+    key = finetune_flow(
+        cfg.model, settings, data_key, mask_key, cfg.store, cfg.finetune.max_train_per_direction
+    )
+    console.print(f"finetune ({method}): {key}", soft_wrap=True)
+
+
+@app.command("evaluate")
+def evaluate(
+    checkpoint: Annotated[
+        list[str], typer.Option("--checkpoint", help="SYSTEM=FINETUNE_KEY (repeatable)")
+    ] = [],  # noqa: B006
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    store: StoreOpt = None,
+    data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the newest)")] = None,
+) -> None:
+    """Evaluate the base model, the cascades and the given fine-tuned checkpoints; writes the report."""
+    cfg = _config(config, store)
+    from flows.stages import evaluate_flow
+
+    checkpoints: dict[str, dict[int, str]] = {}
+    for item in checkpoint:
+        system, sep, key = item.partition("=")
+        if not sep or not system or not key:
+            raise _fail(f"--checkpoint {item!r}: expected SYSTEM=FINETUNE_KEY", 2)
+        checkpoints.setdefault(system, {})[len(checkpoints.get(system, {}))] = (
+            _store(cfg.store).resolve(key, "finetune").key
+        )
+    key = evaluate_flow(cfg.model, cfg.evaluate, checkpoints, data_key, cfg.store)
+    _print_report(cfg.store, key)
+
+
+def _print_report(store: str, key: str) -> None:
+    art = _store(store).open("evaluate", key)
+    report = json.loads(art.read_bytes("report.json"))
+    table = Table("system", "direction", "seeds", "BLEU", "chrF++", title=f"evaluation {key}")
+    for row in report["aggregate"]:
+        bleu = f"{row['bleu_mean']:.2f} ± {row['bleu_std']:.2f}"
+        chrf = f"{row['chrf_mean']:.2f} ± {row['chrf_std']:.2f}"
+        table.add_row(row["system"], row["direction"], str(row["seeds"]), bleu, chrf)
+    console.print(table)
+    console.print(f"report: {art.url('report.md')}", soft_wrap=True)
+
+
+@app.command("translate")
+def translate(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    to: Annotated[str, typer.Option("--to", help="target language (BCP-47: en, de, zh-Hans, ...)")],
+    model: Annotated[
+        str, typer.Option(help="finetune artifact key, model folder, hub id")
+    ] = "embedded:organism",
+    source: Annotated[str, typer.Option("--from", help="source language (default: let the model tell)")] = "",
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    device: str = "auto",
+) -> None:
+    """Translate the text shown in images; unreadable files are reported and skipped."""
+    from PIL import Image, UnidentifiedImageError
+
+    from mnaft_core.models.config import ModelConfig
+    from mnaft_core.models.loading import ModelLoadError, load_mllm
+    from mnaft_core.models.prompts import Example, generate
+    from mnaft_core.training.finetune import MODEL_DIR
+
+    path = model
+    if not model.startswith("embedded:") and not Path(model).exists() and "/" not in model:
+        try:
+            path = str(_store(store).resolve(model, "finetune").local_path(MODEL_DIR))
+        except StoreError as err:
+            raise _fail(f"--model {model!r}: not a folder, and {err}", 2) from err
+    try:
+        loaded = load_mllm(ModelConfig(name_or_path=path, device=device))
+    except ModelLoadError as err:
+        raise _fail(str(err), 2) from err
+    good: list[tuple[Path, Example]] = []
+    failed = 0
+    for img_path in images:
+        try:
+            with Image.open(img_path) as im:
+                good.append((img_path, Example("translate_image", source, to, image=im.convert("RGB"))))
+        except (OSError, UnidentifiedImageError) as err:
+            failed += 1
+            err_console.print(
+                f"[red]{img_path}[/]: cannot read image ({err})", highlight=False, soft_wrap=True
+            )
+    outs = generate(loaded.model, loaded.processor, [e for _, e in good], max_new_tokens=max_new_tokens,
+                    batch_size=batch_size)  # fmt: skip
+    for (img_path, _), text in zip(good, outs, strict=True):
+        if as_json:
+            print(json.dumps({"image": str(img_path), "to": to, "translation": text}, ensure_ascii=False))
+        else:
+            print(f"{img_path}\t{text}")
+    if failed:
+        raise typer.Exit(1)

@@ -8,10 +8,13 @@ from mnaft_core.config import DEFAULT_STORE
 from mnaft_core.data.config import DataConfig
 from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.organism.config import BootstrapConfig
 from mnaft_core.profiling.runner import ProfileConfig
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.training.config import FinetuneConfig
 from storage import ArtifactStore, StoreError
+from tasks.bootstrap import bootstrap_task
+from tasks.bootstrap import install as install_organism
 from tasks.data import data_task
 from tasks.evaluate import evaluate_task
 from tasks.finetune import finetune_task
@@ -74,3 +77,13 @@ def evaluate_flow(
 ) -> str:
     """Evaluate the base model, the cascades and the given fine-tuned checkpoints (system -> seed -> key)."""
     return evaluate_task(model, config, newest(store, "data", data_key), checkpoints, store)
+
+
+@flow(name="bootstrap", log_prints=True)
+def bootstrap_flow(config: BootstrapConfig, store: str = DEFAULT_STORE, install: bool = True) -> str:
+    """Build the embedded organisms from their data (cached in the store); install them under assets/."""
+    key = bootstrap_task(config, data_task(config.data, store), store)
+    if install:
+        for path in install_organism(store, key):
+            print(f"installed {path}")
+    return key

@@ -7,7 +7,7 @@ at fault, so a typo in a 200-line YAML points at its line's key, not at a stack 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -21,6 +21,7 @@ from mnaft_core.selection.select import Method, SelectConfig
 from mnaft_core.training.config import FinetuneConfig, TrainMethod
 
 DEFAULT_STORE = "./mnaft-store"
+M = TypeVar("M", bound=StrictModel)
 
 
 class ConfigError(ValueError):
@@ -106,16 +107,26 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     """Validate a mapping (already parsed YAML/JSON); ``source`` names it in errors."""
+    return parse_model(data, PipelineConfig, source)
+
+
+def parse_model(data: Any, model: type[M], source: str = "<config>") -> M:
+    """Validate a mapping as ``model``; errors name ``source`` and each dotted key at fault."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
     try:
-        return PipelineConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from err
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a YAML config; ``overrides`` are dotted keys (``data.seed``) applied on top."""
+    return load_model(path, PipelineConfig, overrides)
+
+
+def load_model(path: str | Path, model: type[M], overrides: dict[str, Any] | None = None) -> M:
+    """Read a YAML file as ``model`` (the pipeline config, the bootstrap config) with clear errors."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -130,7 +141,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     if isinstance(data, dict):
         for dotted, value in (overrides or {}).items():
             _set_dotted(data, dotted, value, str(path))
-    return parse_config(data, str(path))
+    return parse_model(data, model, str(path))
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:

@@ -65,6 +65,8 @@ def instruction(ex: Example) -> str:
         return "Read the text in the image."
     src, tgt = language_name(ex.src), language_name(ex.tgt)
     if ex.task == "translate_image":
+        if not ex.src:  # source language unknown: let the model recognise it
+            return f"Translate the text in the image to {tgt}."
         return f"Translate the text in the image from {src} to {tgt}."
     return f"Translate the following text from {src} to {tgt}.\n{ex.text}"
 

@@ -1,0 +1,229 @@
+"""Build, measure and save both organisms: the whole of `mnaft bootstrap` below the CLI and the store.
+
+Order: tokenizer -> vision tower reads (CTC) -> whole MLLM on reading + text translation -> NLLB-
+architecture MT -> fp16 save -> reload from disk and measure on the held-out test split, so the numbers
+in the manifest are those of the committed files.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers as T
+from PIL import Image, ImageDraw, ImageFont
+
+from mnaft_core.data.dataset import Sample, load_samples
+from mnaft_core.data.fonts import FontLibrary, detect_script
+from mnaft_core.evaluation.metrics import error_rate, make_chrf
+from mnaft_core.evaluation.mt import NllbTranslator
+from mnaft_core.models.organism.config import BootstrapConfig
+from mnaft_core.models.organism.mllm import TaskMixture, build_mllm, train_mllm
+from mnaft_core.models.organism.nllb import build_nllb, train_nllb, train_nllb_tokenizer
+from mnaft_core.models.organism.reading import Charset, Line, LineRenderer, VisionReader
+from mnaft_core.models.processor import train_tokenizer
+from mnaft_core.models.prompts import Example, generate, instruction
+
+MANIFEST = "manifest.json"
+SAMPLE_GRID = "samples.png"
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    mllm_dir: Path
+    mt_dir: Path
+    manifest: dict[str, Any]
+
+
+def reading_lines(samples: Sequence[Sample]) -> list[Line]:
+    """Every distinct (language, text) on either side of the train pairs: reading covers all languages."""
+    seen = {(s.src, s.src_text) for s in samples} | {(s.tgt, s.tgt_text) for s in samples}
+    return [Line(lang, text) for lang, text in sorted(seen)]
+
+
+def _tokenizer_corpus(lines: Sequence[Line], samples: Sequence[Sample]) -> list[str]:
+    prompts = {"You are a helpful assistant."}
+    for s in samples[:: max(1, len(samples) // 200)]:
+        for task in ("read_image", "translate_text", "translate_image"):
+            img = None if task == "translate_text" else Image.new("RGB", (16, 16))
+            prompts.add(instruction(Example(task, s.src, s.tgt, text="", image=img)))
+    return [line.text for line in lines] + sorted(prompts) * 20
+
+
+def _chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    return round(float(make_chrf().corpus_score(list(hyps), [list(refs)]).score), 2)
+
+
+def measure(mllm_dir: Path, mt_dir: Path, test: Sequence[Sample], max_new_tokens: int) -> dict[str, Any]:
+    """Reading CER, text chrF, zero-shot image chrF and the own cascade's chrF, per language/direction."""
+    model = T.AutoModelForImageTextToText.from_pretrained(mllm_dir, dtype=torch.float32)
+    processor = T.AutoProcessor.from_pretrained(mllm_dir)
+    images = [s.pil() for s in test]
+    gen = lambda exs: generate(model, processor, exs, max_new_tokens=max_new_tokens, batch_size=32)  # noqa: E731
+    read = gen([Example("read_image", s.src, s.src, image=im) for s, im in zip(test, images, strict=True)])
+    text = gen([Example("translate_text", s.src, s.tgt, text=s.src_text) for s in test])
+    zero = gen(
+        [Example("translate_image", s.src, s.tgt, image=im) for s, im in zip(test, images, strict=True)]
+    )
+    cascade = gen([Example("translate_text", s.src, s.tgt, text=r) for s, r in zip(test, read, strict=True)])
+    mt = NllbTranslator(str(mt_dir), max_new_tokens=max_new_tokens)
+    by_dir: dict[str, list[int]] = {}
+    for i, s in enumerate(test):
+        by_dir.setdefault(s.direction, []).append(i)
+    mt_out = [""] * len(test)
+    for idx in by_dir.values():
+        s0 = test[idx[0]]
+        for i, h in zip(idx, mt.translate([test[i].src_text for i in idx], s0.src, s0.tgt), strict=True):
+            mt_out[i] = h
+
+    def pick(xs: Sequence[str], idx: Sequence[int]) -> list[str]:
+        return [xs[i] for i in idx]
+
+    per_dir: dict[str, dict[str, float]] = {}
+    for d, idx in by_dir.items():
+        refs = pick([s.tgt_text for s in test], idx)
+        per_dir[d] = {
+            "text_chrf": _chrf(pick(text, idx), refs),
+            "zero_shot_image_chrf": _chrf(pick(zero, idx), refs),
+            "own_cascade_chrf": _chrf(pick(cascade, idx), refs),
+            "nllb_organism_text_chrf": _chrf(pick(mt_out, idx), refs),
+            "reading_cer": round(error_rate(pick(read, idx), pick([s.src_text for s in test], idx)), 4),
+        }
+    per_lang: dict[str, list[int]] = {}
+    for i, s in enumerate(test):
+        per_lang.setdefault(s.src, []).append(i)
+    src_refs = [s.src_text for s in test]
+    overall: dict[str, Any] = {
+        "reading_cer": round(error_rate(read, src_refs), 4),
+        "reading_cer_by_language": {
+            lang: round(error_rate(pick(read, idx), pick(src_refs, idx)), 4) for lang, idx in per_lang.items()
+        },
+        "reading_exact": round(sum(r == t for r, t in zip(read, src_refs, strict=True)) / len(test), 4),
+    }
+    for key in ("text_chrf", "zero_shot_image_chrf", "own_cascade_chrf", "nllb_organism_text_chrf"):
+        overall[key] = round(sum(v[key] for v in per_dir.values()) / len(per_dir), 2)
+    overall["gap_chrf"] = round(overall["own_cascade_chrf"] - overall["zero_shot_image_chrf"], 2)
+    examples = [
+        {"direction": s.direction, "source": s.src_text, "reference": s.tgt_text, "read": read[i],
+         "zero_shot": zero[i], "own_cascade": cascade[i]}
+        for i, s in enumerate(test)
+    ]  # fmt: skip
+    return {"overall": overall, "by_direction": per_dir, "test_examples": len(test), "examples": examples}
+
+
+def sample_grid(examples: Sequence[dict[str, Any]], test: Sequence[Sample], out: Path, n: int = 10) -> Path:
+    """A picture of what the organism does: the image, what it reads, its zero-shot and cascade outputs."""
+    fonts = FontLibrary.discover()
+    step = max(1, len(test) // n)
+    rows = list(range(0, len(test), step))[:n]
+    width, line_h = 760, 18
+    canvas = Image.new("RGB", (width, 10 + len(rows) * (32 + 4 * line_h + 12)), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 10
+    for i in rows:
+        s, ex = test[i], examples[i]
+        canvas.paste(s.pil(), (10, y))
+        draw.text(
+            (220, y + 8),
+            f"{s.direction}   reference: {s.tgt_text}",
+            fill="black",
+            font=_font(fonts, s.tgt_text),
+        )
+        y += 36
+        for label, key in (("reads", "read"), ("zero-shot", "zero_shot"), ("own cascade", "own_cascade")):
+            text = ex[key]
+            draw.text((10, y), f"{label}: {text}", fill=(40, 40, 160), font=_font(fonts, text + s.src_text))
+            y += line_h
+        y += 12
+    canvas.save(out)
+    return out
+
+
+def _font(fonts: FontLibrary, text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        f = fonts.for_text(text, detect_script(text))[0]
+        return ImageFont.truetype(str(f.path), 13, index=f.index)
+    except Exception:
+        return ImageFont.load_default()
+
+
+def bootstrap(
+    cfg: BootstrapConfig,
+    dataset_dir: Path,
+    out_dir: Path,
+    data_key: str,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> BootstrapResult:
+    """Train both organisms on the dataset in ``dataset_dir``; write them and a manifest to ``out_dir``."""
+    oc = cfg.organism
+    if oc.threads:
+        torch.set_num_threads(oc.threads)
+    torch.manual_seed(oc.seed)
+    t_start = time.perf_counter()
+    train = load_samples(dataset_dir, "train")
+    val = load_samples(dataset_dir, "val", limit=32)
+    test = load_samples(dataset_dir, "test", limit=oc.eval_per_direction)
+    lines = reading_lines(train)
+    tokenizer = train_tokenizer(_tokenizer_corpus(lines, train), oc.text.vocab_size)
+    model, processor = build_mllm(tokenizer, oc, cfg.data.render)
+    renderer = LineRenderer(lines, cfg.data.render, oc.seed)
+    rows = cfg.data.render.height // oc.vision.patch_size
+    reader = VisionReader(
+        model.model.visual, processor, Charset([x.text for x in lines]), rows, oc.vision.merge_size
+    )
+    stages: dict[str, Any] = {"reading_ctc": reader.train(renderer, oc.reading_ctc, log)}
+    stages["reading_ctc"]["val_cer"] = round(reader.cer([s.pil() for s in val], [s.src_text for s in val]), 4)
+    mixture = TaskMixture(renderer, train, oc.reading_share, oc.seed)
+    stages["mllm"] = train_mllm(model, processor, mixture, oc.mllm, oc.vision_lr_scale, log)
+
+    mllm_dir, mt_dir = out_dir / "organism", out_dir / "nllb-organism"
+    mllm_dir.mkdir(parents=True, exist_ok=True)
+    model.half().save_pretrained(mllm_dir)
+    processor.save_pretrained(mllm_dir)
+
+    mt_tok = train_nllb_tokenizer(
+        [s.src_text for s in train] + [s.tgt_text for s in train], cfg.data.languages, oc.mt.vocab_size
+    )
+    mt_model = build_nllb(mt_tok, oc.mt)
+    stages["mt"] = train_nllb(mt_model, mt_tok, train, oc.mt, oc.seed, log)
+    mt_dir.mkdir(parents=True, exist_ok=True)
+    mt_model.half().save_pretrained(mt_dir)
+    mt_tok.save_pretrained(mt_dir)
+
+    t_eval = time.perf_counter()
+    metrics = measure(mllm_dir, mt_dir, test, oc.max_new_tokens)
+    examples = metrics.pop("examples")
+    sample_grid(examples, test, mllm_dir / SAMPLE_GRID)
+    (mllm_dir / "test_outputs.json").write_text(json.dumps(examples, ensure_ascii=False, indent=1))
+    size = sum(f.stat().st_size for d in (mllm_dir, mt_dir) for f in d.glob("*.safetensors"))
+    manifest = {
+        "seed": oc.seed,
+        "data_artifact": data_key,
+        "config": json.loads(cfg.model_dump_json()),
+        "metrics": metrics,
+        "stages": stages,
+        "parameters": {
+            "mllm": sum(p.numel() for p in model.parameters()),
+            "mllm_vision": sum(p.numel() for p in model.model.visual.parameters()),
+            "mt": sum(p.numel() for p in mt_model.parameters()),
+        },
+        "weights_bytes_fp16": size,
+        "train_pairs": len(train),
+        "reading_lines": len(lines),
+        "seconds": {"train": round(t_eval - t_start, 1), "measure": round(time.perf_counter() - t_eval, 1)},
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "transformers": T.__version__,
+            "threads": torch.get_num_threads(),
+        },
+    }
+    for d in (mllm_dir, mt_dir):
+        (d / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True))
+    return BootstrapResult(mllm_dir, mt_dir, manifest)

@@ -1,0 +1,185 @@
+"""Stage 1 of the organism: teach the vision tower to read, with CTC over its patch columns.
+
+Trained end to end from scratch, a small MLLM learns only the language prior: the decoder gets the loss
+down by guessing and the vision side receives almost no signal (measured: no reading at all after 15 CPU
+minutes). Supervising the vision tower directly works: a linear CTC head over each patch column (its rows
+concatenated) reads the strip left to right, and after this stage the LM only has to learn to look.
+Images are rendered anew for every example from train-split texts, so styles never repeat.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from mnaft_core.data.config import RenderConfig
+from mnaft_core.data.fonts import FontLibrary, detect_script
+from mnaft_core.data.render import render_text
+from mnaft_core.data.types import DataError
+from mnaft_core.evaluation.metrics import error_rate
+from mnaft_core.models.organism.config import StageSpec
+
+BLANK = 0
+
+
+@dataclass(frozen=True)
+class Line:
+    lang: str
+    text: str
+
+
+class LineRenderer:
+    """Renders (lang, text) lines in freshly sampled styles; texts that cannot be drawn are skipped."""
+
+    def __init__(self, lines: Sequence[Line], render: RenderConfig, seed: int):
+        if not lines:
+            raise DataError("no text lines to render for reading")
+        self.lines = list(lines)
+        self.render = render
+        self.fonts = FontLibrary.discover(render.font_dirs)
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self, line: Line) -> Image.Image | None:
+        try:
+            return render_text(
+                line.text, detect_script(line.text, line.lang), self.rng, self.render, self.fonts
+            ).image
+        except DataError:  # too long for the strip, or no font: not a reading example
+            return None
+
+    def sample(self, n: int) -> list[tuple[Line, Image.Image]]:
+        out: list[tuple[Line, Image.Image]] = []
+        while len(out) < n:
+            line = self.lines[int(self.rng.integers(len(self.lines)))]
+            img = self.draw(line)
+            if img is not None:
+                out.append((line, img))
+        return out
+
+
+class Charset:
+    """Characters of the reading texts; index 0 is CTC's blank, unknown characters are dropped."""
+
+    def __init__(self, texts: Sequence[str]):
+        self.chars = sorted({c for t in texts for c in t})
+        self.index = {c: i + 1 for i, c in enumerate(self.chars)}
+
+    def __len__(self) -> int:
+        return len(self.chars) + 1
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index[c] for c in text if c in self.index]
+
+    def decode_greedy(self, ids: Sequence[int]) -> str:
+        out, prev = [], BLANK
+        for i in ids:
+            if i != prev and i != BLANK:
+                out.append(self.chars[i - 1])
+            prev = i
+        return "".join(out)
+
+
+def to_grid(features: torch.Tensor, grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
+    """Qwen2-VL orders patches by merge window; put each image's patches back as (rows, cols, dim)."""
+    out, start = [], 0
+    for t, h, w in grid_thw.tolist():
+        n = t * h * w
+        x = features[start : start + n].view(t, h // merge, w // merge, merge, merge, -1)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, -1)
+        out.append(x.mean(0))  # temporal copies of a still image
+        start += n
+    return out
+
+
+class ColumnCtcHead(nn.Module):
+    """Each patch column (rows concatenated) -> ``slots`` CTC frames over the charset."""
+
+    def __init__(self, dim: int, rows: int, classes: int, slots: int = 2):
+        super().__init__()
+        self.rows, self.slots, self.classes = rows, slots, classes
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim * rows, slots * classes)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:  # (rows, cols, dim) -> (cols*slots, classes)
+        rows, cols, _ = grid.shape
+        if rows != self.rows:
+            raise ValueError(
+                f"reading head expects {self.rows} patch rows, got {rows} (did the height change?)"
+            )
+        cols_feat = self.norm(grid).permute(1, 0, 2).reshape(cols, -1)
+        return self.proj(cols_feat).view(cols * self.slots, self.classes)
+
+
+def lr_at(step: int, spec: StageSpec) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    t = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
+    return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+class VisionReader:
+    """The vision tower plus its CTC head: train, then read greedily."""
+
+    def __init__(self, visual: nn.Module, processor: object, charset: Charset, rows: int, merge: int):
+        self.visual, self.processor, self.charset, self.merge = visual, processor, charset, merge
+        dim = int(visual.config.embed_dim)  # type: ignore[union-attr,arg-type]
+        self.head = ColumnCtcHead(dim, rows, len(charset))
+
+    def _logits(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
+        px = self.processor.image_processor(images=list(images), return_tensors="pt")  # type: ignore[attr-defined]
+        feats = self.visual(px["pixel_values"], grid_thw=px["image_grid_thw"]).last_hidden_state
+        return [self.head(g) for g in to_grid(feats, px["image_grid_thw"], self.merge)]
+
+    def train(
+        self, renderer: LineRenderer, spec: StageSpec, log: Callable[[dict[str, float]], None] | None = None
+    ) -> dict[str, float]:
+        params = list(self.visual.parameters()) + list(self.head.parameters())
+        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
+        self.visual.train()
+        t0, ema = time.perf_counter(), float("nan")
+        bar = tqdm(range(spec.steps), desc="reading (CTC)", unit="step", disable=None, mininterval=5)
+        for step in bar:
+            batch = renderer.sample(spec.batch_size)
+            logits = self._logits([img for _, img in batch])
+            targets = [torch.tensor(self.charset.encode(line.text), dtype=torch.long) for line, _ in batch]
+            lp = nn.utils.rnn.pad_sequence(logits).log_softmax(-1)  # (T, B, C)
+            loss = ctc(
+                lp,
+                torch.cat(targets),
+                torch.tensor([len(x) for x in logits]),
+                torch.tensor([len(t) for t in targets]),
+            )
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, spec)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema = loss.item() if math.isnan(ema) else 0.95 * ema + 0.05 * loss.item()
+            bar.set_postfix(loss=f"{ema:.3f}")
+            if log is not None and (step % 50 == 0 or step == spec.steps - 1):
+                log({"stage": 1.0, "step": float(step), "loss": ema, "seconds": time.perf_counter() - t0})
+        return {"steps": float(spec.steps), "final_loss": ema, "seconds": time.perf_counter() - t0}
+
+    @torch.no_grad()
+    def read(self, images: Sequence[Image.Image], batch_size: int = 64) -> list[str]:
+        self.visual.eval()
+        out: list[str] = []
+        for i in range(0, len(images), batch_size):
+            for lg in self._logits(images[i : i + batch_size]):
+                out.append(self.charset.decode_greedy(lg.argmax(-1).tolist()))
+        self.visual.train()
+        return out
+
+    def cer(self, images: Sequence[Image.Image], texts: Sequence[str]) -> float:
+        return error_rate(self.read(images), texts, unit="char")

@@ -1,0 +1,92 @@
+"""`mnaft bootstrap` as a task: build the organisms into the store, then (optionally) install them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from mnaft_core.models.loading import EMBEDDED
+from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
+from mnaft_core.models.organism.config import BootstrapConfig
+from storage import ArtifactStore
+from tasks._stage import publish, stage_key, store_cache
+
+STAGE = "organism"
+PACKAGES = ("mnaft_core.models.organism", "mnaft_core.models.processor", "mnaft_core.models.prompts")
+FOLDERS = {"organism": "embedded:organism", "nllb-organism": "embedded:nllb-organism"}
+
+
+def organism_key(cfg: BootstrapConfig, data_key: str, store: str = "") -> str:
+    return stage_key(STAGE, cfg.organism, {"data": data_key}, PACKAGES)
+
+
+def build_organism(cfg: BootstrapConfig, data_key: str, store: str) -> str:
+    """Train both organisms on the dataset artifact and publish them as one store artifact."""
+
+    def build(out: Path) -> dict[str, Any]:
+        dataset = ArtifactStore(store).open("data", data_key).local_dir()
+        result = bootstrap(cfg, dataset, out, data_key)
+        return {"metrics": result.manifest["metrics"]["overall"], "seconds": result.manifest["seconds"]}
+
+    key = organism_key(cfg, data_key)
+    return publish(
+        store,
+        STAGE,
+        key,
+        params=cfg.organism.model_dump(mode="json"),
+        inputs={"data": data_key},
+        packages=PACKAGES,
+        build=build,
+    )
+
+
+def install(store: str, key: str) -> list[Path]:
+    """Copy the artifact's two model folders over the embedded ones (each replaced whole, atomically)."""
+    art = ArtifactStore(store).open(STAGE, key)
+    src = art.local_dir()
+    installed = []
+    for folder, name in FOLDERS.items():
+        dest = EMBEDDED[name]
+        tmp = dest.with_name(dest.name + ".installing")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src / folder, tmp)
+        old = dest.with_name(dest.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+        installed.append(dest)
+    return installed
+
+
+@task(
+    name="bootstrap",
+    cache_key_fn=store_cache(STAGE, organism_key),
+    persist_result=True,
+    result_serializer="json",
+)
+def bootstrap_task(cfg: BootstrapConfig, data_key: str, store: str) -> str:
+    """Build the organisms (reading + text translation MLLM, NLLB-architecture MT) unless stored."""
+    key = build_organism(cfg, data_key, store)
+    manifest = json.loads(ArtifactStore(store).open(STAGE, key).read_bytes(f"organism/{MANIFEST}"))
+    m = manifest["metrics"]
+    rows = [{"direction": d, **v} for d, v in sorted(m["by_direction"].items())]
+    create_table_artifact(key="organism-metrics", table=rows, description=f"organism {key}: held-out test")
+    overall = m["overall"]
+    create_markdown_artifact(
+        key="organism-summary",
+        markdown=(
+            f"# Organism {key}\n\nreading CER {overall['reading_cer']:.3f}; "
+            f"text chrF++ {overall['text_chrf']:.1f}; "
+            f"zero-shot image chrF++ {overall['zero_shot_image_chrf']:.1f} "
+            f"vs own cascade {overall['own_cascade_chrf']:.1f} (gap {overall['gap_chrf']:.1f})\n"
+        ),
+        description=key,
+    )
+    return key

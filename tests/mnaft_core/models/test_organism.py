@@ -1,0 +1,153 @@
+"""The organism recipe on a toy scale: loads like a real checkpoint, is deterministic, measures itself;
+and the committed organism under assets/ is what its manifest and the issue promise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from mnaft_core.config import ConfigError, load_config, load_model
+from mnaft_core.data.build import build_dataset, write_dataset
+from mnaft_core.data.config import DataConfig
+from mnaft_core.evaluation.mt import NllbTranslator
+from mnaft_core.models.loading import ASSETS
+from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
+from mnaft_core.models.organism.config import BootstrapConfig, OrganismConfig
+from mnaft_core.models.organism.reading import Charset, to_grid
+
+ROOT = Path(__file__).resolve().parents[3]
+PAIRS = [
+    ("Open file", "Datei öffnen"), ("Save", "Speichern"), ("Close window", "Fenster schließen"),
+    ("Help", "Hilfe"), ("New folder", "Neuer Ordner"), ("Print", "Drucken"), ("Cancel", "Abbrechen"),
+    ("Search", "Suchen"), ("Settings", "Einstellungen"), ("Quit", "Beenden"), ("Copy", "Kopieren"),
+    ("Paste", "Einfügen"), ("Delete", "Löschen"), ("Rename", "Umbenennen"), ("Undo", "Rückgängig"),
+    ("Redo", "Wiederholen"), ("Edit", "Bearbeiten"), ("View", "Ansicht"), ("Back", "Zurück"),
+]  # fmt: skip
+STAGE = {"steps": 2, "batch_size": 4, "lr": 1e-3, "warmup": 1}
+TOY = {
+    "vision": {"depth": 1, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2},
+    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "vocab_size": 400},
+    "reading_ctc": STAGE, "mllm": STAGE,
+    "mt": {"d_model": 32, "ffn_dim": 64, "layers": 1, "attention_heads": 2, "vocab_size": 400,
+           "train": STAGE},
+    "eval_per_direction": 2, "max_new_tokens": 4,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[BootstrapConfig, Path]:
+    root = tmp_path_factory.mktemp("organism")
+    tsv = root / "pairs.tsv"
+    tsv.write_text("src_text\ttgt_text\n" + "".join(f"{a}\t{b}\n" for a, b in PAIRS))
+    data = DataConfig.model_validate(
+        {
+            "directions": [{"src": "en", "tgt": "de"}, {"src": "de", "tgt": "en"}],
+            "sources": [{"kind": "table", "path": str(tsv), "src_lang": "en", "tgt_lang": "de"}],
+            "split": {"val_fraction": 0.15, "test_fraction": 0.2},
+            "render": {"height": 32, "max_width": 128, "max_lines": 1, "font_size": [14, 16]},
+        }
+    )
+    write_dataset(build_dataset(data, progress=False), root / "data")
+    return BootstrapConfig(data=data, organism=OrganismConfig.model_validate(TOY)), root / "data"
+
+
+def test_toy_organism_loads_like_a_checkpoint_and_measures_itself(
+    toy: tuple[BootstrapConfig, Path], tmp_path: Path
+) -> None:
+    cfg, data = toy
+    res = bootstrap(cfg, data, tmp_path / "a", "data-key")
+    processor = AutoProcessor.from_pretrained(res.mllm_dir)
+    model = AutoModelForImageTextToText.from_pretrained(res.mllm_dir)
+    assert model.config.model_type == "qwen2_vl"
+    msgs = [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": "Read the text in the image."}],
+        }
+    ]
+    prompt = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert "<|vision_start|><|image_pad|><|vision_end|>" in prompt
+    enc = processor(text=[prompt], images=[Image.new("RGB", (96, 32), "white")], return_tensors="pt")
+    assert model(**enc).logits.shape[1] == enc["input_ids"].shape[1]
+    # weights are stored in half precision, as the size budget requires
+    assert {t.dtype for t in load_file(res.mllm_dir / "model.safetensors").values()} == {torch.float16}
+    assert NllbTranslator(str(res.mt_dir), max_new_tokens=3).translate(["Save"], "en", "de")[0] is not None
+    manifest = json.loads((res.mllm_dir / MANIFEST).read_text())
+    assert manifest["data_artifact"] == "data-key" and manifest["seed"] == 0
+    overall = manifest["metrics"]["overall"]
+    for key in ("reading_cer", "text_chrf", "zero_shot_image_chrf", "own_cascade_chrf", "gap_chrf"):
+        assert isinstance(overall[key], float)
+    assert set(manifest["metrics"]["by_direction"]) == {"en-de", "de-en"}
+    assert (res.mllm_dir / "samples.png").stat().st_size > 1000
+
+
+def test_same_config_same_weights(toy: tuple[BootstrapConfig, Path], tmp_path: Path) -> None:
+    cfg, data = toy
+    a = bootstrap(cfg, data, tmp_path / "a", "k")
+    b = bootstrap(cfg, data, tmp_path / "b", "k")
+    for sub in ("organism", "nllb-organism"):
+        wa, wb = (
+            load_file(tmp_path / "a" / sub / "model.safetensors"),
+            load_file(tmp_path / "b" / sub / "model.safetensors"),
+        )
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.manifest["metrics"] == b.manifest["metrics"]
+
+
+def test_patches_come_back_in_reading_order() -> None:
+    # Qwen2-VL flattens 2x2 merge windows; to_grid must undo it so columns run left to right.
+    h, w = 4, 6
+    grid = torch.arange(h * w).view(h, w)
+    windows = grid.view(h // 2, 2, w // 2, 2).permute(0, 2, 1, 3).reshape(-1, 1).float()
+    back = to_grid(windows, torch.tensor([[1, h, w]]), merge=2)[0]
+    assert torch.equal(back[..., 0], grid.float())
+
+
+def test_charset_greedy_ctc_decoding() -> None:
+    cs = Charset(["ab", "打开"])
+    ids = cs.encode("aab打")
+    assert cs.decode_greedy([ids[0], ids[0], 0, ids[1], ids[2], 0, ids[3]]) == "aab打"
+    assert cs.encode("z") == []  # unknown characters are not targets
+
+
+def test_bootstrap_config_errors_name_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "organism.yaml"
+    raw = yaml.safe_load((ROOT / "configs/organism.yaml").read_text())
+    raw["organism"]["mllm"]["stepz"] = 3
+    raw["organism"]["vision"]["patch_size"] = 0
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_model(bad, BootstrapConfig)
+    assert str(bad) in str(e.value)
+    assert "organism.mllm.stepz: unknown key" in str(e.value)
+    assert "organism.vision.patch_size" in str(e.value)
+
+
+def test_organism_data_splits_like_the_demo() -> None:
+    """The organism trains on the demo's train split only: same directions, cleaning, split and rendering."""
+    demo = load_config(ROOT / "configs/demo.yaml").data
+    org = load_model(ROOT / "configs/organism.yaml", BootstrapConfig).data
+    same = lambda c: c.model_dump(exclude={"split": {"max_train_per_direction"}})  # noqa: E731
+    assert same(demo) == same(org)
+    assert org.split.max_train_per_direction >= demo.split.max_train_per_direction
+
+
+@pytest.mark.skipif(not (ASSETS / "organism" / MANIFEST).is_file(), reason="organism not bootstrapped")
+def test_committed_organism_meets_its_promises() -> None:
+    manifest = json.loads((ASSETS / "organism" / MANIFEST).read_text())
+    overall = manifest["metrics"]["overall"]
+    assert overall["reading_cer"] <= 0.10
+    assert overall["zero_shot_image_chrf"] < overall["own_cascade_chrf"]
+    size = sum(f.stat().st_size for d in ("organism", "nllb-organism") for f in (ASSETS / d).iterdir())
+    assert size <= 25 * 2**20
+    committed = load_model(ROOT / "configs/organism.yaml", BootstrapConfig)
+    assert manifest["config"] == json.loads(committed.model_dump_json())
+    assert json.loads((ASSETS / "nllb-organism" / MANIFEST).read_text()) == manifest
