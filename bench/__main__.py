@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = [["bench.train_step", "--size", "small", "--steps", "20"]]
+BENCHMARKS = [
+    ["bench.train_step", "--size", "small", "--steps", "20"],
+    ["bench.profile_overhead"],
+    ["bench.profile_overhead", "--taylor"],
+]
 
 if __name__ == "__main__":
     for module, *args in BENCHMARKS:

@@ -211,6 +211,41 @@ def bootstrap(
     console.print(table)
 
 
+@app.command("deploy")
+def deploy(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -> None:
+    """Register a deployment per flow (pools cpu and gpu; checkpoint scan on cron; profiling on event)."""
+    from flows.deploy import deploy as register
+    from flows.deploy import deployment_specs
+
+    specs = deployment_specs(_config(config, store))
+    ids = register(specs)
+    table = Table("deployment", "work pool", "schedule / trigger", "id", title="registered")
+    for spec, dep_id in zip(specs, ids, strict=True):
+        when = spec.cron or ("on " + ", ".join(sorted(spec.triggers[0].expect)) if spec.triggers else "")
+        table.add_row(spec.name, spec.pool, when, dep_id)
+    console.print(table)
+
+
+@app.command("server")
+def server(port: int = 4200) -> None:
+    """Start the Prefect server (SQLite) on 127.0.0.1; open http://127.0.0.1:PORT for the UI."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command("worker")
+def worker(pool: Annotated[str, typer.Option(help="work pool: cpu or gpu")] = "cpu") -> None:
+    """Start a process worker on POOL (created if missing) that runs this checkout's flows."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+    raise typer.Exit(subprocess.call(cmd))
+
+
 @app.command("config")
 def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
     """Validate a config file and print it with every default filled in."""

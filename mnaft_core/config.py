@@ -79,6 +79,16 @@ class FinetuneSuite(StrictModel):
         return FinetuneConfig.model_validate({**self.settings.model_dump(), **update})
 
 
+class ReprofileConfig(StrictModel):
+    """Where new checkpoints appear and how often the scheduled deployment looks (`mnaft deploy`)."""
+
+    location: str | None = Field(
+        None, description="folder or fsspec URL scanned for checkpoints (e.g. s3://mnaft/store/finetune)"
+    )
+    cron: str = Field("0 * * * *", min_length=9, description="cron schedule of the scan (UTC)")
+    pool: str = Field("gpu", min_length=1, description="work pool that profiles new checkpoints")
+
+
 class PipelineConfig(StrictModel):
     """Everything one end-to-end run needs. Stages read only their own section."""
 
@@ -90,6 +100,9 @@ class PipelineConfig(StrictModel):
     select: SelectConfig = Field(default_factory=SelectConfig, description="the select stage (mnaft's mask)")
     finetune: FinetuneSuite = Field(default_factory=lambda: FinetuneSuite(), description="methods compared")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="the evaluate stage")
+    reprofile: ReprofileConfig = Field(
+        default_factory=ReprofileConfig, description="re-profiling of new checkpoints (deployments)"
+    )
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -25,12 +25,18 @@ def organism_key(cfg: BootstrapConfig, data_key: str, store: str = "") -> str:
     return stage_key(STAGE, cfg.organism, {"data": data_key}, PACKAGES)
 
 
+def _progress(row: dict[str, float]) -> None:
+    if int(row["step"]) % 250 == 0:
+        stage, step = int(row["stage"]), int(row["step"])
+        print(f"stage {stage} step {step}: loss {row['loss']:.3f} ({row['seconds']:.0f} s)")
+
+
 def build_organism(cfg: BootstrapConfig, data_key: str, store: str) -> str:
     """Train both organisms on the dataset artifact and publish them as one store artifact."""
 
     def build(out: Path) -> dict[str, Any]:
         dataset = ArtifactStore(store).open("data", data_key).local_dir()
-        result = bootstrap(cfg, dataset, out, data_key)
+        result = bootstrap(cfg, dataset, out, data_key, log=_progress)
         return {"metrics": result.manifest["metrics"]["overall"], "seconds": result.manifest["seconds"]}
 
     key = organism_key(cfg, data_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -126,3 +127,41 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     # select changed: both masks, both mask-based fine-tunes, evaluation rerun; data, profile, lora do not
     assert counts == Counter(select=2, finetune=2, evaluate=1)
     assert new["profile"] == keys["profile"] and new["finetune:lora:0"] == keys["finetune:lora:0"]
+
+
+def test_checkpoints_announce_themselves_and_get_reprofiled_once(
+    prefect_harness: None, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jinja2
+
+    import tasks.finetune
+    from flows.deploy import checkpoint_trigger
+    from flows.pipeline import mnaft_flow
+    from flows.reprofile import scan_checkpoints_flow
+
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        tasks.finetune, "emit_event", lambda event, **kw: events.append({"event": event, **kw})
+    )
+    st = ArtifactStore(config.store)
+    for m in st.manifests("finetune"):  # make the finetune tasks run (and announce) again
+        st.delete("finetune", m.key)
+    keys = mnaft_flow(config)
+    assert {e["event"] for e in events} == {"mnaft.checkpoint.created"}
+    assert len(events) == 3
+    # the deployment trigger's parameter template, rendered on a real event, names a loadable folder
+    template = checkpoint_trigger().parameters["checkpoint"]  # type: ignore[index]
+    folder = jinja2.Template(template).render(event={"resource": events[0]["resource"]})
+    assert (Path(folder) / "config.json").is_file()
+
+    counts = _builds(monkeypatch)
+    location = str(Path(config.store) / "finetune")
+    fresh = scan_checkpoints_flow(location, config.profile, config.select, keys["data"], config.store)
+    assert len(fresh) == 3
+    assert counts["profile"] == 3 and counts["select"] == 3 and counts["drift"] == 3
+    drift = st.manifests("drift")[-1]
+    assert 0.0 <= drift.metrics["jaccard"] <= 1.0
+    assert "| module | layer |" in st.open("drift", drift.key).read_bytes("drift.md").decode()
+    counts.clear()
+    assert scan_checkpoints_flow(location, config.profile, config.select, keys["data"], config.store) == []
+    assert sum(counts.values()) == 0

@@ -97,7 +97,7 @@ class TaskMixture:
         n_read = int(self.rng.binomial(n, self.share))
         out = [
             Example("read_image", line.lang, line.lang, image=img, target=line.text)
-            for line, img in self.renderer.sample(n_read)
+            for line, img, _ in self.renderer.sample(n_read)
         ]
         for i in self.rng.integers(len(self.pairs), size=n - n_read):
             s = self.pairs[int(i)]

@@ -9,6 +9,7 @@ Images are rendered anew for every example from train-split texts, so styles nev
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -16,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFont
 from torch import nn
 from tqdm.auto import tqdm
 
 from mnaft_core.data.config import RenderConfig
-from mnaft_core.data.fonts import FontLibrary, detect_script
-from mnaft_core.data.render import render_text
+from mnaft_core.data.fonts import FontFile, FontLibrary, detect_script
+from mnaft_core.data.render import Rendered, render_text
 from mnaft_core.data.types import DataError
 from mnaft_core.evaluation.metrics import error_rate
 from mnaft_core.models.organism.config import StageSpec
@@ -46,22 +47,35 @@ class LineRenderer:
         self.render = render
         self.fonts = FontLibrary.discover(render.font_dirs)
         self.rng = np.random.default_rng(seed)
+        self._faces: dict[str, FontFile] = {}
 
-    def draw(self, line: Line) -> Image.Image | None:
+    def draw(self, line: Line) -> tuple[Image.Image, list[tuple[float, float]]] | None:
+        """The strip and each character's horizontal extent in it (for aligned supervision)."""
         try:
-            return render_text(
-                line.text, detect_script(line.text, line.lang), self.rng, self.render, self.fonts
-            ).image
+            script = detect_script(line.text, line.lang)
+            r = render_text(line.text, script, self.rng, self.render, self.fonts)
         except DataError:  # too long for the strip, or no font: not a reading example
             return None
+        return r.image, self._spans(line.text, r)
 
-    def sample(self, n: int) -> list[tuple[Line, Image.Image]]:
-        out: list[tuple[Line, Image.Image]] = []
+    def _spans(self, text: str, r: Rendered) -> list[tuple[float, float]]:
+        """Advance-width prefix sums scaled into the ink box (rotation is at most a few degrees)."""
+        if r.font not in self._faces:
+            self._faces[r.font] = next(f for f in self.fonts.files() if f.name == r.font)
+        face = self._faces[r.font]
+        font = ImageFont.truetype(str(face.path), r.style["font_size"], index=face.index)
+        x0, _, x1, _ = r.boxes[0]
+        edges = [font.getlength(text[:i]) for i in range(len(text) + 1)]
+        scale = (x1 - x0) / edges[-1] if edges[-1] > 0 else 0.0
+        return [(x0 + a * scale, x0 + b * scale) for a, b in itertools.pairwise(edges)]
+
+    def sample(self, n: int) -> list[tuple[Line, Image.Image, list[tuple[float, float]]]]:
+        out: list[tuple[Line, Image.Image, list[tuple[float, float]]]] = []
         while len(out) < n:
             line = self.lines[int(self.rng.integers(len(self.lines)))]
-            img = self.draw(line)
-            if img is not None:
-                out.append((line, img))
+            drawn = self.draw(line)
+            if drawn is not None:
+                out.append((line, *drawn))
         return out
 
 
@@ -118,6 +132,20 @@ class ColumnCtcHead(nn.Module):
         return self.proj(cols_feat).view(cols * self.slots, self.classes)
 
 
+def frame_labels(
+    charset: Charset, text: str, spans: Sequence[tuple[float, float]], frames: int, frame_px: float
+) -> torch.Tensor:
+    """The character under each CTC frame's centre (blank between characters and in the margins)."""
+    labels = torch.zeros(frames, dtype=torch.long)
+    for j in range(frames):
+        x = (j + 0.5) * frame_px
+        for ch, (a, b) in zip(text, spans, strict=False):
+            if a <= x < b:
+                labels[j] = charset.index.get(ch, BLANK)
+                break
+    return labels
+
+
 def lr_at(step: int, spec: StageSpec) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < spec.warmup:
@@ -132,7 +160,8 @@ class VisionReader:
     def __init__(self, visual: nn.Module, processor: object, charset: Charset, rows: int, merge: int):
         self.visual, self.processor, self.charset, self.merge = visual, processor, charset, merge
         dim = int(visual.config.embed_dim)  # type: ignore[union-attr,arg-type]
-        self.head = ColumnCtcHead(dim, rows, len(charset))
+        self.patch = int(visual.config.patch_size)  # type: ignore[union-attr,arg-type]
+        self.head = ColumnCtcHead(dim, rows, len(charset), slots=max(1, self.patch // 4))  # a frame per 4 px
 
     def _logits(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
         px = self.processor.image_processor(images=list(images), return_tensors="pt")  # type: ignore[attr-defined]
@@ -150,8 +179,8 @@ class VisionReader:
         bar = tqdm(range(spec.steps), desc="reading (CTC)", unit="step", disable=None, mininterval=5)
         for step in bar:
             batch = renderer.sample(spec.batch_size)
-            logits = self._logits([img for _, img in batch])
-            targets = [torch.tensor(self.charset.encode(line.text), dtype=torch.long) for line, _ in batch]
+            logits = self._logits([img for _, img, _ in batch])
+            targets = [torch.tensor(self.charset.encode(line.text), dtype=torch.long) for line, _, _ in batch]
             lp = nn.utils.rnn.pad_sequence(logits).log_softmax(-1)  # (T, B, C)
             loss = ctc(
                 lp,
@@ -159,6 +188,13 @@ class VisionReader:
                 torch.tensor([len(x) for x in logits]),
                 torch.tensor([len(t) for t in targets]),
             )
+            # CTC alone sits on its all-blank plateau for thousands of steps here; telling each frame
+            # which character it shows (known from the renderer) gets the tower reading in hundreds.
+            frames = [
+                frame_labels(self.charset, line.text, spans, len(lg), self.patch / self.head.slots)
+                for (line, _, spans), lg in zip(batch, logits, strict=True)
+            ]
+            loss = loss + nn.functional.cross_entropy(torch.cat(logits), torch.cat(frames))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, spec)
             opt.zero_grad(set_to_none=True)

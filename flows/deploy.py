@@ -1,0 +1,103 @@
+"""Deployments: one per flow, on work pools `cpu` and `gpu`; the scan on a cron, profiling on an event.
+
+`mnaft deploy` registers them against the Prefect API in PREFECT_API_URL (`mnaft server` locally, the
+compose stack's server otherwise); workers started with `mnaft worker --pool cpu|gpu` run them from
+this checkout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+from mnaft_core.config import PipelineConfig
+from tasks.finetune import CHECKPOINT_EVENT
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_STAGES = {"profile", "finetune", "evaluate"}
+
+
+@dataclass
+class DeploymentSpec:
+    name: str
+    entrypoint: str  # path:function, relative to the project root
+    pool: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cron: str | None = None
+    triggers: list[DeploymentEventTrigger] = field(default_factory=list)
+
+
+def checkpoint_trigger() -> DeploymentEventTrigger:
+    """Profile a checkpoint when `finetune` announces it; the event's resource names its folder."""
+    return DeploymentEventTrigger(
+        name="profile new checkpoint",
+        expect={CHECKPOINT_EVENT},
+        match={"prefect.resource.id": "mnaft.checkpoint.*"},
+        parameters={"checkpoint": "{{ event.resource['mnaft.path'] }}"},
+    )
+
+
+def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
+    """What `mnaft deploy` registers for ``cfg`` (its sections are the default parameters)."""
+    c = cfg.model_dump(mode="json")
+    store = cfg.store
+    stage_params: dict[str, dict[str, Any]] = {
+        "data": {"config": c["data"], "store": store},
+        "profile": {"model": c["model"], "config": c["profile"], "store": store},
+        "select": {"config": c["select"], "store": store},
+        "finetune": {"model": c["model"], "config": c["finetune"]["settings"], "store": store},
+        "evaluate": {"model": c["model"], "config": c["evaluate"], "checkpoints": {}, "store": store},
+    }
+    specs = [DeploymentSpec("mnaft", "flows/pipeline.py:mnaft_flow", "cpu", {"config": c})]
+    specs += [
+        DeploymentSpec(
+            stage, f"flows/stages.py:{stage}_flow", "gpu" if stage in GPU_STAGES else "cpu", params
+        )
+        for stage, params in stage_params.items()
+    ]
+    specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", {"store": store}))
+    reprofile = {"profile": c["profile"], "select": c["select"], "store": store}
+    specs.append(
+        DeploymentSpec(
+            "profile-checkpoint",
+            "flows/reprofile.py:profile_checkpoint_flow",
+            cfg.reprofile.pool,
+            reprofile,
+            triggers=[checkpoint_trigger()],
+        )
+    )
+    if cfg.reprofile.location:
+        specs.append(
+            DeploymentSpec(
+                "scan-checkpoints",
+                "flows/reprofile.py:scan_checkpoints_flow",
+                cfg.reprofile.pool,
+                {**reprofile, "location": cfg.reprofile.location},
+                cron=cfg.reprofile.cron,
+            )
+        )
+    return specs
+
+
+def deploy(specs: list[DeploymentSpec], source: Path = ROOT) -> list[str]:
+    """Register ``specs`` (work pools must exist: `prefect work-pool create cpu --type process`)."""
+    from prefect import flow
+
+    ids = []
+    for spec in specs:
+        f = flow.from_source(source=str(source), entrypoint=spec.entrypoint)
+        dep_id = f.deploy(  # type: ignore[union-attr]
+            name=spec.name,
+            work_pool_name=spec.pool,
+            parameters=spec.parameters,
+            cron=spec.cron,
+            triggers=list(spec.triggers) or None,
+            build=False,
+            push=False,
+            print_next_steps=False,
+        )
+        ids.append(str(dep_id))
+    return ids

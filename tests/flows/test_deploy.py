@@ -1,0 +1,32 @@
+"""Deployments: every flow, the right pools, the scan on the configured cron, profiling on the event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.deploy import deployment_specs
+from mnaft_core.config import load_config
+from tasks.finetune import CHECKPOINT_EVENT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_specs_cover_every_flow_on_the_right_pool() -> None:
+    cfg = load_config(ROOT / "configs/demo.yaml", {"reprofile.location": "s3://mnaft/store/finetune"})
+    specs = {s.name: s for s in deployment_specs(cfg)}
+    assert set(specs) == {"mnaft", "data", "bootstrap", "profile", "select", "finetune", "evaluate",
+                          "profile-checkpoint", "scan-checkpoints"}  # fmt: skip
+    assert {n for n, s in specs.items() if s.pool == "gpu"} >= {"profile", "finetune", "evaluate"}
+    assert specs["data"].pool == specs["select"].pool == "cpu"
+    assert specs["scan-checkpoints"].cron == cfg.reprofile.cron
+    assert specs["scan-checkpoints"].parameters["location"] == "s3://mnaft/store/finetune"
+    (trigger,) = specs["profile-checkpoint"].triggers
+    assert trigger.expect == {CHECKPOINT_EVENT}
+    for spec in specs.values():  # every entrypoint names a real flow
+        path, func = spec.entrypoint.split(":")
+        assert f"def {func}(" in (ROOT / path).read_text()
+
+
+def test_no_scan_without_a_location() -> None:
+    names = {s.name for s in deployment_specs(load_config(ROOT / "configs/demo.yaml"))}
+    assert "scan-checkpoints" not in names and "profile-checkpoint" in names
