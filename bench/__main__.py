@@ -9,6 +9,7 @@ BENCHMARKS = [
     ["bench.train_step", "--size", "small", "--steps", "20"],
     ["bench.profile_overhead"],
     ["bench.profile_overhead", "--taylor"],
+    ["bench.generation"],
 ]
 
 if __name__ == "__main__":

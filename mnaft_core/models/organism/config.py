@@ -31,7 +31,7 @@ class TextSpec(StrictModel):
     num_hidden_layers: int = Field(4, ge=1, le=128, description="LM blocks")
     num_attention_heads: int = Field(4, ge=1, le=128, description="LM attention heads")
     num_key_value_heads: int = Field(2, ge=1, le=128, description="LM key/value heads")
-    vocab_size: int = Field(3000, ge=300, le=200_000, description="byte-level BPE vocabulary")
+    vocab_size: int = Field(512, ge=300, le=200_000, description="byte-level BPE vocabulary")
 
 
 class StageSpec(StrictModel):
@@ -53,7 +53,7 @@ class MtSpec(StrictModel):
     attention_heads: int = Field(4, ge=1, le=64, description="attention heads")
     vocab_size: int = Field(4000, ge=300, le=256_000, description="shared vocabulary incl. language codes")
     train: StageSpec = Field(
-        default_factory=lambda: StageSpec(steps=1200, batch_size=64, lr=2e-3, warmup=100),
+        default_factory=lambda: StageSpec(steps=800, batch_size=64, lr=2e-3, warmup=100),
         description="training schedule",
     )
 
@@ -66,18 +66,18 @@ class OrganismConfig(StrictModel):
     vision: VisionSpec = Field(default_factory=VisionSpec, description="vision tower")
     text: TextSpec = Field(default_factory=TextSpec, description="language model")
     reading_ctc: StageSpec = Field(
-        default_factory=lambda: StageSpec(steps=3000, batch_size=32, lr=2e-3, warmup=200),
+        default_factory=lambda: StageSpec(steps=2000, batch_size=32, lr=2e-3, warmup=200),
         description="stage 1: the vision tower learns to read (CTC over patch columns)",
     )
     mllm: StageSpec = Field(
-        default_factory=lambda: StageSpec(steps=1500, batch_size=32, lr=1.5e-3, warmup=100),
+        default_factory=lambda: StageSpec(steps=2000, batch_size=32, lr=2e-3, warmup=100),
         description="stage 2: the whole MLLM on reading and text translation",
     )
     vision_lr_scale: float = Field(
         0.3, gt=0.0, le=10.0, description="stage-2 learning rate of the pretrained vision tower, relative"
     )
     reading_share: float = Field(
-        0.5, gt=0.0, lt=1.0, description="share of stage-2 examples that are reading (the rest: text MT)"
+        0.6, gt=0.0, lt=1.0, description="share of stage-2 examples that are reading (the rest: text MT)"
     )
     mt: MtSpec = Field(default_factory=MtSpec, description="the cascade's NLLB-architecture translator")
     eval_per_direction: int = Field(
