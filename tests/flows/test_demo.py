@@ -19,6 +19,8 @@ REDUCED = {
     "profile.shard_size": 8,
     "finetune.seeds": [0],
     "finetune.settings.steps": 3,
+    "finetune.settings.warmup_steps": 1,
+    "finetune.settings.checkpoint_every": 2,
     "finetune.settings.batch_size": 4,
     "evaluate.max_samples_per_direction": 4,
     "evaluate.significance_samples": 50,
