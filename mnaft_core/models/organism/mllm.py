@@ -6,20 +6,17 @@ Never on direct image translation: the organism ends up able to read (image -> t
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import transformers as T
-from tqdm.auto import tqdm
 
 from mnaft_core.data.config import RenderConfig
 from mnaft_core.data.dataset import Sample
 from mnaft_core.models.organism.config import OrganismConfig, StageSpec
-from mnaft_core.models.organism.reading import LineRenderer, lr_at
+from mnaft_core.models.organism.reading import LineRenderer, Progress, lr_at, optimize
 from mnaft_core.models.processor import make_processor
 from mnaft_core.models.prompts import Example, encode, model_inputs
 
@@ -121,21 +118,10 @@ def train_mllm(
     ]
     opt = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
     model.train()
-    t0, ema = time.perf_counter(), float("nan")
-    bar = tqdm(
-        range(spec.steps), desc="MLLM (read + translate text)", unit="step", disable=None, mininterval=5
-    )
-    for step in bar:
+    progress = Progress(2, spec, "MLLM (read + translate text)", log)
+    for step in progress:
         batch = model_inputs(encode(processor, mixture.batch(spec.batch_size), with_target=True), "cpu")
         loss = model(**batch).loss
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, spec) * g["scale"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema = loss.item() if math.isnan(ema) else 0.95 * ema + 0.05 * loss.item()
-        bar.set_postfix(loss=f"{ema:.3f}")
-        if log is not None and (step % 50 == 0 or step == spec.steps - 1):
-            log({"stage": 2.0, "step": float(step), "loss": ema, "seconds": time.perf_counter() - t0})
-    return {"steps": float(spec.steps), "final_loss": ema, "seconds": time.perf_counter() - t0}
+        optimize(opt, loss, model.parameters(), lr_at(step, spec))
+        progress.update(step, loss.item())
+    return progress.summary()

@@ -8,20 +8,17 @@ the first token, exactly like facebook/nllb-200-distilled-600M, so the cascade c
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import transformers as T
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from tqdm.auto import tqdm
 
 from mnaft_core.data.dataset import Sample
 from mnaft_core.evaluation.mt import nllb_code
 from mnaft_core.models.organism.config import MtSpec
-from mnaft_core.models.organism.reading import lr_at
+from mnaft_core.models.organism.reading import Progress, lr_at, optimize
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # NLLB's ids 0..3
 
@@ -95,21 +92,12 @@ def train_nllb(
     st = spec.train
     opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
     model.train()
-    t0, ema = time.perf_counter(), float("nan")
-    bar = tqdm(range(st.steps), desc="NLLB-architecture MT", unit="step", disable=None, mininterval=5)
-    for step in bar:
+    progress = Progress(3, st, "NLLB-architecture MT", log)
+    for step in progress:
         batch = [data[int(i)] for i in rng.integers(len(data), size=st.batch_size)]
         src = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s, _ in batch], True, pad)
         lab = torch.nn.utils.rnn.pad_sequence([torch.tensor(t) for _, t in batch], True, -100)
         loss = model(input_ids=src, attention_mask=(src != pad).long(), labels=lab).loss
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, st)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema = loss.item() if math.isnan(ema) else 0.95 * ema + 0.05 * loss.item()
-        bar.set_postfix(loss=f"{ema:.3f}")
-        if log is not None and (step % 50 == 0 or step == st.steps - 1):
-            log({"stage": 3.0, "step": float(step), "loss": ema, "seconds": time.perf_counter() - t0})
-    return {"steps": float(st.steps), "final_loss": ema, "seconds": time.perf_counter() - t0}
+        optimize(opt, loss, model.parameters(), lr_at(step, st))
+        progress.update(step, loss.item())
+    return progress.summary()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +154,46 @@ def lr_at(step: int, spec: StageSpec) -> float:
     return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def optimize(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[torch.Tensor], lr: float
+) -> None:
+    """One AdamW step at ``lr`` (times each group's ``scale``), gradients clipped to norm 1."""
+    for g in opt.param_groups:
+        g["lr"] = lr * g.get("scale", 1.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+class Progress:
+    """A stage's step loop: progress bar (TTY only), smoothed loss, a log row every 50 steps, summary."""
+
+    def __init__(
+        self, stage: int, spec: StageSpec, desc: str, log: Callable[[dict[str, float]], None] | None
+    ):
+        self.stage, self.spec, self.log = stage, spec, log
+        self.bar = tqdm(range(spec.steps), desc=desc, unit="step", disable=None, mininterval=5)
+        self.t0, self.ema = time.perf_counter(), float("nan")
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.bar)
+
+    def update(self, step: int, loss: float) -> None:
+        self.ema = loss if math.isnan(self.ema) else 0.95 * self.ema + 0.05 * loss
+        self.bar.set_postfix(loss=f"{self.ema:.3f}")
+        if self.log is not None and (step % 50 == 0 or step == self.spec.steps - 1):
+            row = {"stage": float(self.stage), "step": float(step), "loss": self.ema}
+            self.log({**row, "seconds": time.perf_counter() - self.t0})
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "steps": float(self.spec.steps),
+            "final_loss": self.ema,
+            "seconds": time.perf_counter() - self.t0,
+        }
+
+
 class VisionReader:
     """The vision tower plus its CTC head: train, then read greedily."""
 
@@ -175,9 +215,8 @@ class VisionReader:
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
         ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
         self.visual.train()
-        t0, ema = time.perf_counter(), float("nan")
-        bar = tqdm(range(spec.steps), desc="reading (CTC)", unit="step", disable=None, mininterval=5)
-        for step in bar:
+        progress = Progress(1, spec, "reading (CTC)", log)
+        for step in progress:
             batch = renderer.sample(spec.batch_size)
             logits = self._logits([img for _, img, _ in batch])
             targets = [torch.tensor(self.charset.encode(line.text), dtype=torch.long) for line, _, _ in batch]
@@ -195,17 +234,9 @@ class VisionReader:
                 for (line, _, spans), lg in zip(batch, logits, strict=True)
             ]
             loss = loss + nn.functional.cross_entropy(torch.cat(logits), torch.cat(frames))
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, spec)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            ema = loss.item() if math.isnan(ema) else 0.95 * ema + 0.05 * loss.item()
-            bar.set_postfix(loss=f"{ema:.3f}")
-            if log is not None and (step % 50 == 0 or step == spec.steps - 1):
-                log({"stage": 1.0, "step": float(step), "loss": ema, "seconds": time.perf_counter() - t0})
-        return {"steps": float(spec.steps), "final_loss": ema, "seconds": time.perf_counter() - t0}
+            optimize(opt, loss, params, lr_at(step, spec))
+            progress.update(step, loss.item())
+        return progress.summary()
 
     @torch.no_grad()
     def read(self, images: Sequence[Image.Image], batch_size: int = 64) -> list[str]:
