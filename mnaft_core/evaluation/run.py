@@ -42,7 +42,11 @@ def retention(
     model: nn.Module, processor: Any, samples: Sequence[Sample], cfg: EvaluateConfig
 ) -> dict[str, float]:
     """Reading CER and text-translation chrF++ (gold source text in)."""
-    kw: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size}
+    kw: dict[str, Any] = {
+        "max_new_tokens": cfg.max_new_tokens,
+        "batch_size": cfg.batch_size,
+        "num_beams": cfg.num_beams,
+    }
     reads = generate(
         model, processor, [Example("read_image", s.src, s.src, image=s.pil()) for s in samples], **kw
     )

@@ -31,6 +31,7 @@ class EvaluateConfig(StrictModel):
     max_samples_per_direction: int = Field(64, ge=1, description="test samples per direction")
     batch_size: int = Field(16, ge=1, description="generation batch size")
     max_new_tokens: int = Field(32, ge=1, le=4096, description="generation length limit")
+    num_beams: int = Field(1, ge=1, le=16, description="MLLM decoding: 1 = greedy, more = beam search")
     own_cascade: bool = Field(True, description="also run the MLLM's read-then-translate cascade")
     cascade: bool = Field(True, description="also run the OCR -> MT cascade baseline")
     ocr: OcrConfig = Field(default_factory=OcrConfig, description="OCR engine of the cascade")
@@ -70,6 +71,7 @@ def direct(
     """The MLLM translates each image in one step."""
     examples = [Example("translate_image", s.src, s.tgt, image=s.pil()) for s in samples]
     hyps = generate(model, processor, examples, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                    num_beams=cfg.num_beams,
                     progress=True)  # fmt: skip
     return _rows(system, seed, samples, hyps)
 
@@ -84,6 +86,7 @@ def own_cascade(
         [Example("read_image", s.src, s.src, image=s.pil()) for s in samples],
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
+        num_beams=cfg.num_beams,
         progress=True,
     )
     hyps = generate(
@@ -92,6 +95,7 @@ def own_cascade(
         [Example("translate_text", s.src, s.tgt, text=r) for s, r in zip(samples, reads, strict=True)],
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
+        num_beams=cfg.num_beams,
         progress=True,
     )
     return _rows(system, 0, samples, hyps), error_rate(reads, [s.src_text for s in samples], "char")

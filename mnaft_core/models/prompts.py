@@ -162,8 +162,9 @@ def generate(
     max_new_tokens: int = 48,
     batch_size: int = 16,
     progress: bool = False,
+    num_beams: int = 1,
 ) -> list[str]:
-    """Greedy outputs for ``examples``, in order; special tokens stripped."""
+    """Greedy (or beam) outputs for ``examples``, in order; special tokens stripped."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -176,6 +177,7 @@ def generate(
             gen = model.generate(  # type: ignore[operator]
                 **batch,
                 max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
                 do_sample=False,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,

@@ -65,3 +65,25 @@ def test_bad_examples_are_named(processor: object) -> None:
         encode(processor, [Example("translate_text", "de", "en", text="x")], with_target=True)
     with pytest.raises(PromptError, match="empty batch"):
         encode(processor, [], with_target=False)
+
+
+def test_generate_beam_search_from_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    from mnaft_core.models.prompts import generate
+
+    folder = save_tiny("qwen2-vl", tmp_path_factory.mktemp("beam") / "m")
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    proc = AutoProcessor.from_pretrained(folder)
+    exs = [Example("translate_image", "en", "de", image=Image.new("RGB", (w, 32), "white")) for w in (32, 64)]
+    seen: list[int] = []
+    real = model.generate
+
+    def spy(**kw):  # type: ignore[no-untyped-def]
+        seen.append(kw["num_beams"])
+        return real(**kw)
+
+    model.generate = spy  # type: ignore[method-assign]
+    greedy = generate(model, proc, exs, max_new_tokens=3)
+    beam = generate(model, proc, exs, max_new_tokens=3, num_beams=3)
+    assert seen == [1, 3] and len(greedy) == len(beam) == 2
