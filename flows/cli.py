@@ -226,24 +226,24 @@ def deploy(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None
     console.print(table)
 
 
-@app.command("server")
-def server(port: int = 4200) -> None:
-    """Start the Prefect server (SQLite) on 127.0.0.1; open http://127.0.0.1:PORT for the UI."""
+def _prefect(*args: str) -> int:
+    """Run the Prefect CLI of this environment in the foreground; its exit code."""
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    raise typer.Exit(subprocess.call(cmd))
+    return subprocess.call([sys.executable, "-m", "prefect", *args])
+
+
+@app.command("server")
+def server(port: int = 4200) -> None:
+    """Start the Prefect server (SQLite) on 127.0.0.1; open http://127.0.0.1:PORT for the UI."""
+    raise typer.Exit(_prefect("server", "start", "--host", "127.0.0.1", "--port", str(port)))
 
 
 @app.command("worker")
 def worker(pool: Annotated[str, typer.Option(help="work pool: cpu or gpu")] = "cpu") -> None:
     """Start a process worker on POOL (created if missing) that runs this checkout's flows."""
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(_prefect("worker", "start", "--pool", pool, "--type", "process"))
 
 
 @app.command("config")

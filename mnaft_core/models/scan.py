@@ -11,6 +11,11 @@ import fsspec
 WEIGHTS = (".safetensors",)
 
 
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols
+
+
 def find_checkpoints(
     location: str, storage_options: dict[str, Any] | None = None, depth: int = 3
 ) -> list[str]:
@@ -23,16 +28,14 @@ def find_checkpoints(
     for dirpath, _dirs, files in fs.walk(root, maxdepth=depth):
         names = set(files)
         if "config.json" in names and any(n.endswith(WEIGHTS) for n in names):
-            found.append(
-                dirpath if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(dirpath)
-            )
+            found.append(dirpath if _is_local(fs) else fs.unstrip_protocol(dirpath))
     return sorted(found)
 
 
 def local_copy(checkpoint: str, cache_dir: Path, storage_options: dict[str, Any] | None = None) -> Path:
     """A local folder holding ``checkpoint`` (itself when local; a cached download otherwise)."""
     fs, path = fsspec.core.url_to_fs(checkpoint, **(storage_options or {}))
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+    if _is_local(fs):
         return Path(path)
     dest = cache_dir / hashlib.sha256(checkpoint.encode()).hexdigest()[:16]
     if not (dest / "config.json").is_file():
