@@ -30,8 +30,8 @@ def build_select(cfg: SelectConfig, profile_key: str, store: str) -> str:
 
     def build(out: Path) -> dict[str, Any]:
         stats = st.open("profile", profile_key).local_dir() / STATS_DIR
-        result = select_from_profile(zarr.open_group(str(stats), mode="r"), cfg)
-        summary = write_selection(result, out)
+        root = zarr.open_group(str(stats), mode="r")
+        summary = write_selection(select_from_profile(root, cfg), out, root)
         return {k: summary[k] for k in ("method", "sites", "neurons", "selected_layers")}
 
     key = select_key(cfg, profile_key)

@@ -48,6 +48,9 @@ class ProfileConfig(StrictModel):
     )
     batch_size: int = Field(16, ge=1)
     shard_size: int = Field(64, ge=1, description="samples per shard (the unit of resume and of workers)")
+    sample_means: bool = Field(
+        False, description="also store each sample's mean activation per neuron (float16), for clustering"
+    )
 
     @model_validator(mode="after")
     def _taylor_needs_loss(self) -> ProfileConfig:
@@ -126,6 +129,11 @@ def prompt_templates(languages: tuple[str, str] = ("{src}", "{tgt}")) -> dict[st
     }
 
 
+def _shard_samples(the_plan: Plan, shard: Shard) -> list[Sample]:
+    cond = the_plan.conditions[shard.condition]
+    return the_plan.samples[f"{cond.src}-{cond.tgt}"][shard.start : shard.stop]
+
+
 def run_profile(
     model: nn.Module,
     processor: Any,
@@ -141,12 +149,16 @@ def run_profile(
     device = next(model.parameters()).device
     modules = _modules(neuron_sites(model), model)
     shapes = {m: ModuleShape(len(g), g[0].width(model), tuple(s.path for s in g)) for m, g in modules.items()}
+    extra: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "templates": prompt_templates()}
+    if cfg.sample_means:
+        extra["sample_ids"] = [[s.id for s in _shard_samples(the_plan, sh)] for sh in the_plan.shards]
     root = create_layout(
         out,
         the_plan.conditions,
         [s.condition for s in the_plan.shards],
         shapes,
-        {**attrs, "config": cfg.model_dump(mode="json"), "templates": prompt_templates()},
+        {**attrs, **extra},
+        sample_slots=cfg.shard_size if cfg.sample_means else 0,
     )
     recorders = {
         m: ModuleRecorder(
@@ -156,6 +168,7 @@ def run_profile(
             point=cfg.activation,
             taylor=cfg.taylor,
             constant_group=GROUPS.index("image") if m == "vision" else None,
+            sample_slots=cfg.shard_size if cfg.sample_means else 0,
         )
         for m, g in modules.items()
     }
@@ -174,14 +187,17 @@ def run_profile(
         with recording(model, list(recorders.values())):
             for i in todo:
                 shard = the_plan.shards[i]
-                cond = the_plan.conditions[shard.condition]
-                samples = the_plan.samples[f"{cond.src}-{cond.tgt}"][shard.start : shard.stop]
+                modality = the_plan.conditions[shard.condition].modality
+                samples = _shard_samples(the_plan, shard)
                 for b in range(0, len(samples), cfg.batch_size):
                     chunk = samples[b : b + cfg.batch_size]
-                    _step(model, processor, recorders, chunk, cond.modality, cfg, device)
+                    for rec in recorders.values():
+                        rec.sample_offset, rec.batch_samples = b, len(chunk)
+                    _step(model, processor, recorders, chunk, modality, cfg, device)
                     bar.update(len(chunk))
                 stats: dict[str, HostStats] = {m: r.flush() for m, r in recorders.items()}
-                write_shard(root, i, stats)
+                means = {m: r.flush_samples() for m, r in recorders.items()} if cfg.sample_means else None
+                write_shard(root, i, stats, means)
     finally:
         bar.close()
         if embed_hook is not None:
@@ -205,6 +221,8 @@ def _step(
     )
     if "language" in recorders:
         recorders["language"].group_ids = batch["token_groups"].reshape(-1).to(device)
+    if "vision" in recorders and "image_grid_thw" in batch:  # Qwen2-VL towers: one packed sequence
+        recorders["vision"].sample_sizes = batch["image_grid_thw"].prod(-1).cpu()
     inputs = model_inputs(batch, device)
     if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(next(model.parameters()).dtype)

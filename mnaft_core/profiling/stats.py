@@ -7,6 +7,12 @@ the first-order Taylor importance ``sum |a * dL/da|``. Everything is ``index_add
 device tensors: no boolean indexing, no ``.item()``, so a batch never waits for the host. ``flush``
 moves the totals to the host in float64 and zeroes the device buffers (do it once per shard, so float32
 sums never grow large enough to lose precision).
+
+Optionally (``sample_slots > 0``) the recorder also sums each sample's activations over its counted
+tokens, for per-sample mean activations (samples x layer x neuron). Before each forward the runner sets
+where the batch starts in the shard and how the tokens split into samples: equal runs (a padded text
+batch, a CLIP tower) or ``sample_sizes`` (Qwen2-VL's towers pack every image's patches into one
+sequence). ``flush_samples`` returns the means in float16.
 """
 
 from __future__ import annotations
@@ -66,7 +72,12 @@ class ModuleRecorder:
     group_ids: torch.Tensor | None = None  # (tokens,) long, -1 = padding / not counted
     # Set instead of group_ids when every token belongs to one group (a vision tower sees only images).
     constant_group: int | None = None
+    sample_slots: int = 0  # > 0: also keep per-sample activation sums for this many samples per shard
+    sample_offset: int = 0  # slot of the batch's first sample in the shard
+    batch_samples: int = 0  # samples in the batch (tokens split into equal runs unless sample_sizes)
+    sample_sizes: torch.Tensor | None = None  # (batch_samples,) tokens per sample, when unequal
     _buf: _Buffers = field(init=False)
+    _samples: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         g, n_layers = len(GROUPS) + 1, len(self.sites)
@@ -75,6 +86,12 @@ class ModuleRecorder:
             torch.zeros(g, device=self.device),
             {s: torch.zeros(g, n_layers, self.neurons, device=self.device) for s in STATS},
         )
+        if self.sample_slots:
+            # one extra slot catches padding tokens, as the discard group does above
+            self._samples = (
+                torch.zeros(self.sample_slots + 1, device=self.device),
+                torch.zeros(self.sample_slots + 1, n_layers, self.neurons, device=self.device),
+            )
 
     def _slot_ids(self, n_tokens: int) -> torch.Tensor:
         if self.constant_group is not None:
@@ -97,6 +114,8 @@ class ModuleRecorder:
         b.stats["active"][:, layer].index_add_(0, slots, (af > 0).float())
         b.stats["sum"][:, layer].index_add_(0, slots, af)
         b.stats["sumsq"][:, layer].index_add_(0, slots, af * af)
+        if self._samples is not None:
+            self._record_samples(layer, slots, af)
         if self.taylor and a.requires_grad:
             target = b.stats["taylor"][:, layer]
 
@@ -104,6 +123,38 @@ class ModuleRecorder:
                 target.index_add_(0, slots, (af * grad.reshape(af.shape).float()).abs())
 
             a.register_hook(add_taylor)
+
+    def _record_samples(self, layer: int, slots: torch.Tensor, af: torch.Tensor) -> None:
+        assert self._samples is not None
+        ids = self._sample_ids(af.shape[0]) + self.sample_offset
+        ids = torch.where((slots == len(GROUPS)) | (ids < 0), self.sample_slots, ids)
+        counts, sums = self._samples
+        if layer == 0:
+            counts.index_add_(0, ids, torch.ones_like(ids, dtype=counts.dtype))
+        sums[:, layer].index_add_(0, ids, af)
+
+    def _sample_ids(self, n_tokens: int) -> torch.Tensor:
+        where = f"{self.sites[0].module} recorder"
+        if self.sample_sizes is not None:
+            sizes = self.sample_sizes  # kept on the host (the processor's grid): checking it costs no sync
+            if (total := int(sizes.sum())) != n_tokens:
+                raise RuntimeError(f"{where}: sample sizes sum to {total}, activation has {n_tokens}")
+            ids = torch.arange(len(sizes), device=self.device)
+            return torch.repeat_interleave(ids, sizes.to(self.device), output_size=n_tokens)
+        if self.batch_samples <= 0 or n_tokens % self.batch_samples:
+            raise RuntimeError(f"{where}: {n_tokens} tokens do not split into {self.batch_samples} samples")
+        return torch.arange(n_tokens, device=self.device) // (n_tokens // self.batch_samples)
+
+    def flush_samples(self) -> NDArray[np.float16]:
+        """Per-sample mean activations (slots, layers, neurons) since the last call; NaN for empty slots."""
+        if self._samples is None:
+            raise RuntimeError("this recorder keeps no per-sample sums (sample_slots is 0)")
+        counts, sums = self._samples
+        means = sums[: self.sample_slots] / counts[: self.sample_slots, None, None]
+        out = means.cpu().numpy().astype(np.float16)  # 0/0 -> NaN marks a slot no sample filled
+        counts.zero_()
+        sums.zero_()
+        return out
 
     def flush(self) -> HostStats:
         g = len(GROUPS)

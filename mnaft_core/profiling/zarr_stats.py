@@ -8,6 +8,8 @@
         active|sum|sumsq|taylor
                       (shard, group, layer, neuron)   float64   chunks (1, G, L, N)
         condition     (shard,)                        int32     which condition the shard profiled
+        sample_mean   (shard, sample, layer, neuron)  float16   chunks (1, S, L, N); optional: per-sample
+                                                              mean activation, NaN where no sample
       done            (shard,)                        uint8     chunks (1,): 1 once the shard is written
 
 A *shard* is one condition over one slice of the samples. Each shard owns whole chunks, so any number
@@ -56,8 +58,13 @@ def create_layout(
     shard_conditions: Sequence[int],
     modules: Mapping[str, ModuleShape],
     attrs: Mapping[str, Any],
+    sample_slots: int = 0,
 ) -> zarr.Group:
-    """Create (or reopen, if it matches) the store for ``len(shard_conditions)`` shards."""
+    """Create (or reopen, if it matches) the store for ``len(shard_conditions)`` shards.
+
+    ``sample_slots > 0`` adds the per-sample means (that many samples per shard); ``attrs["sample_ids"]``
+    should then name each shard's samples.
+    """
     n = len(shard_conditions)
     g = len(GROUPS)
     meta = {
@@ -70,11 +77,12 @@ def create_layout(
             m: {"layers": s.layers, "neurons": s.neurons, "sites": list(s.sites)} for m, s in modules.items()
         },
         "shards": n,
+        "sample_slots": sample_slots,
     }
     root = zarr.open_group(str(path), mode="a", zarr_format=3)
     if "done" in root:
         existing = dict(root.attrs)
-        for k in ("conditions", "modules", "shards", "fingerprint", "data_key"):
+        for k in ("conditions", "modules", "shards", "fingerprint", "data_key", "sample_slots"):
             if existing.get(k) != meta.get(k):
                 raise ValueError(f"{path}: existing profile store differs in {k!r}; refusing to mix profiles")
         return root
@@ -97,6 +105,15 @@ def create_layout(
             "condition", shape=(n,), chunks=(n,), dtype="int32", dimension_names=["shard"]
         )
         cond[:] = np.asarray(shard_conditions, dtype=np.int32)
+        if sample_slots:
+            grp.create_array(
+                "sample_mean",
+                shape=(n, sample_slots, s.layers, s.neurons),
+                chunks=(1, sample_slots, s.layers, s.neurons),
+                dtype="float16",
+                fill_value=np.nan,
+                dimension_names=["shard", "sample", "layer", "neuron"],
+            )
     root.create_array("done", shape=(n,), chunks=(1,), dtype="uint8", dimension_names=["shard"], fill_value=0)
     return root
 
@@ -120,13 +137,20 @@ def pending_shards(root: zarr.Group) -> list[int]:
     return [int(i) for i in np.flatnonzero(done == 0)]
 
 
-def write_shard(root: zarr.Group, shard: int, stats: Mapping[str, HostStats]) -> None:
+def write_shard(
+    root: zarr.Group,
+    shard: int,
+    stats: Mapping[str, HostStats],
+    sample_means: Mapping[str, NDArray[np.float16]] | None = None,
+) -> None:
     """Write one shard's statistics (whole chunks), then mark it done."""
     for module, st in stats.items():
         grp = _group(root, module)
         _array(grp, "tokens")[shard] = st.tokens
         for name in STATS:
             _array(grp, name)[shard] = getattr(st, name)
+    for module, means in (sample_means or {}).items():
+        _array(_group(root, module), "sample_mean")[shard] = means
     _array(root, "done")[shard] = 1
 
 
@@ -144,3 +168,48 @@ def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
         sel = cond == c
         out[int(c)] = HostStats(*(arrays[name][sel].sum(axis=0) for name in ("tokens", *STATS)))
     return out
+
+
+@dataclass(frozen=True)
+class SampleMeans:
+    """Per-sample mean activations of chosen neurons of one module, with each sample's id and language."""
+
+    means: NDArray[np.float32]  # (samples, chosen neurons), in the order of the ``neurons`` argument
+    ids: list[str]
+    languages: list[str]  # the source language: what the text in the image (or the given text) is in
+    modalities: list[str]
+
+
+def sample_means(root: zarr.Group, module: str, neurons: Mapping[int, Sequence[int]]) -> SampleMeans:
+    """Per-sample means of ``neurons`` (layer -> neuron indices) of ``module``, read one layer at a time.
+
+    Samples the module never saw (the vision tower in a text condition) and unfinished shards are left out.
+    """
+    attrs: dict[str, Any] = dict(root.attrs)
+    if not attrs.get("sample_slots"):
+        raise ValueError("this profile has no per-sample means (profile with sample_means: true)")
+    grp = _group(root, module)
+    arr = _array(grp, "sample_mean")
+    n_shards, n_slots, n_layers, _ = arr.shape
+    cols = []
+    for layer, idx in sorted(neurons.items()):
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"{module}: layer {layer} out of range 0..{n_layers - 1}")
+        cols.append(np.asarray(arr[:, :, layer, :], dtype=np.float32)[:, :, np.asarray(idx, dtype=np.int64)])
+    block = np.concatenate(cols, axis=-1) if cols else np.zeros((n_shards, n_slots, 0), np.float32)
+    cond = np.asarray(_array(grp, "condition")[:])
+    done = np.asarray(_array(root, "done")[:])
+    rows, ids, langs, mods = [], [], [], []
+    for shard, shard_ids in enumerate(attrs["sample_ids"]):
+        if not done[shard]:
+            continue
+        c = attrs["conditions"][int(cond[shard])]
+        for slot, sid in enumerate(shard_ids):
+            if block.shape[-1] and np.isnan(block[shard, slot]).all():
+                continue
+            rows.append(block[shard, slot])
+            ids.append(sid)
+            langs.append(c["src"])
+            mods.append(c["modality"])
+    means = np.stack(rows) if rows else np.zeros((0, block.shape[-1]), np.float32)
+    return SampleMeans(means, ids, langs, mods)

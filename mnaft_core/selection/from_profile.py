@@ -6,12 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 import zarr
 
-from mnaft_core.profiling.zarr_stats import Condition, condition_totals
+from mnaft_core.profiling.zarr_stats import Condition, condition_totals, sample_means
 from mnaft_core.selection.aggregate import LanguageStats, per_language
 from mnaft_core.selection.select import SelectConfig, SelectionResult, select_neurons
-from mnaft_core.viz.neurons import neuron_embedding, probability_distribution, specific_heatmaps
+from mnaft_core.viz.neurons import (
+    neuron_embedding,
+    probability_distribution,
+    sample_embedding,
+    specific_heatmaps,
+)
 
 MASK_FILE = "mask.safetensors"
 
@@ -36,8 +43,32 @@ def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
     )
 
 
-def write_selection(result: SelectionResult, out: Path) -> dict[str, Any]:
-    """mask.safetensors, neurons.parquet, layers.parquet, PNGs; returns the counts for the manifest."""
+def sample_pictures(root: zarr.Group, neurons: pl.DataFrame, out: Path) -> list[Path]:
+    """Per module, samples embedded by their means on the specific vs the agnostic neurons (if profiled)."""
+    if not root.attrs.get("sample_slots"):
+        return []
+    paths = []
+    for module in neurons["module"].unique(maintain_order=True).to_list():
+        sub = neurons.filter(
+            (pl.col("module") == module) & pl.col("class").is_in(["specific", "agnostic"])
+        ).sort("layer", "neuron")
+        if sub.is_empty():
+            continue
+        by_layer = {int(k[0]): g["neuron"].to_list() for k, g in sub.group_by("layer", maintain_order=True)}
+        sm = sample_means(root, module, by_layer)
+        classes = np.asarray(sub["class"].to_list())
+        path = out / f"sample_embedding_{module}.png"
+        paths.append(
+            sample_embedding(sm.means, sm.languages, classes, path, sm.modalities, title=f"{module}: ")
+        )
+    return paths
+
+
+def write_selection(result: SelectionResult, out: Path, root: zarr.Group | None = None) -> dict[str, Any]:
+    """mask.safetensors, neurons.parquet, layers.parquet, PNGs; returns the counts for the manifest.
+
+    With the profile ``root``, also the per-sample embedding pictures when the profile kept sample means.
+    """
     out.mkdir(parents=True, exist_ok=True)
     result.mask.save(out / MASK_FILE)
     result.neurons.write_parquet(out / "neurons.parquet")
@@ -45,6 +76,8 @@ def write_selection(result: SelectionResult, out: Path) -> dict[str, Any]:
     specific_heatmaps(result.layers, out / "specific_heatmap.png")
     probability_distribution(result.neurons, out / "activation_probability.png")
     neuron_embedding(result.neurons, out / "neuron_embedding.png")
+    if root is not None:
+        sample_pictures(root, result.neurons, out)
     counts = result.mask.counts()
     summary = {
         "method": result.mask.method,

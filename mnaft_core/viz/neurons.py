@@ -107,23 +107,35 @@ def neuron_embedding(neurons: pl.DataFrame, out: Path, max_points: int = 20000, 
 
 
 def sample_embedding(
-    means: NDArray[np.float64], languages: list[str], classes: NDArray[np.str_], out: Path
+    means: NDArray[np.floating],
+    languages: list[str],
+    classes: NDArray[np.str_],
+    out: Path,
+    modalities: list[str] | None = None,
+    title: str = "",
 ) -> Path:
     """Samples placed by their mean activation on specific vs agnostic neurons, coloured by language.
 
-    ``means`` is (samples, neurons) of one module, ``classes`` the class of each neuron column.
+    ``means`` is (samples, neurons) of one module, ``classes`` the class of each neuron column; with
+    ``modalities`` the marker tells image from text input (where the modality gap shows).
     """
+    markers = {"image": "o", "text": "^"}
+    mods = modalities or ["image"] * len(languages)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, cls in zip(axes, ("specific", "agnostic"), strict=True):
         cols = classes == cls
-        if not cols.any():
-            ax.set_title(f"no {cls} neurons")
+        if not cols.any() or len(languages) < 3:
+            ax.set_title(f"{title}no {cls} neurons" if not cols.any() else f"{title}too few samples")
             continue
-        xy = pca_2d(means[:, cols])
+        xy = pca_2d(np.nan_to_num(means[:, cols].astype(np.float64)))
         for lang in sorted(set(languages)):
-            m = np.array([lg == lang for lg in languages])
-            ax.scatter(xy[m, 0], xy[m, 1], s=8, label=lang, alpha=0.7)
-        ax.set_title(f"samples by mean activation on {cls} neurons (PCA)")
+            for mod in sorted(set(mods)):
+                m = np.array([lg == lang and md == mod for lg, md in zip(languages, mods, strict=True)])
+                if m.any():
+                    label = f"{lang} ({mod})" if modalities else lang
+                    ax.scatter(xy[m, 0], xy[m, 1], s=8, label=label, alpha=0.7, marker=markers.get(mod, "s"))
+        n = int(cols.sum())
+        ax.set_title(f"{title}samples by mean activation on {n} {cls} neurons (PCA)", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -67,7 +67,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
         store=str(root / "store"),
         model=ModelConfig(name_or_path=str(model), device="cpu"),
         data=data,
-        profile=ProfileConfig(max_samples_per_direction=8, batch_size=4, shard_size=4),
+        profile=ProfileConfig(max_samples_per_direction=8, batch_size=4, shard_size=4, sample_means=True),
         select=SelectConfig(lape=LapeConfig(top_rate=0.05), layer_fraction=1.0),
         finetune=FinetuneSuite(
             settings=FinetuneConfig(steps=2, batch_size=4, warmup_steps=0, checkpoint_every=1),
@@ -110,9 +110,8 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     assert set(outputs["system"]) == {"base", "base-read+translate", "mnaft", "random", "lora"}
     assert {"report.json", "report.md", "scores.png"} <= {f.path for f in report.manifest.files}
     mask = st.open("select", keys["select:mnaft"])
-    assert {"mask.safetensors", "neurons.parquet", "layers.parquet", "specific_heatmap.png"} <= {
-        f.path for f in mask.manifest.files
-    }
+    assert {"mask.safetensors", "neurons.parquet", "layers.parquet", "specific_heatmap.png",
+            "sample_embedding_language.png"} <= {f.path for f in mask.manifest.files}  # fmt: skip
     assert "neuron_delta.safetensors" in {
         f.path for f in st.open("finetune", keys["finetune:mnaft:0"]).manifest.files
     }

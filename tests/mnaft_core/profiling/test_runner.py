@@ -17,7 +17,7 @@ from mnaft_core.models.tiny import save_tiny
 from mnaft_core.profiling import runner
 from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.stats import STATS
-from mnaft_core.profiling.zarr_stats import condition_totals, pending_shards
+from mnaft_core.profiling.zarr_stats import condition_totals, pending_shards, sample_means
 
 WORDS = {("de", "en"): [("Datei", "File"), ("Öffnen", "Open"), ("Hilfe", "Help"), ("Ende", "End"),
                         ("Neu", "New")],
@@ -131,3 +131,50 @@ def test_disjoint_workers_fill_one_store(loaded: LoadedModel, tmp_path: Path) ->
         np.testing.assert_allclose(st.sum, condition_totals(root, "language")[c].sum, rtol=1e-6)
     with pytest.raises(ValueError, match="differs in 'fingerprint'"):
         run_profile(loaded.model, loaded.processor, p, cfg, out, {"fingerprint": "other"}, progress=False)
+
+
+def test_sample_means_match_the_totals_and_ignore_batching(loaded: LoadedModel, tmp_path: Path) -> None:
+    one = _profile(loaded, tmp_path / "one.zarr", shard_size=1, batch_size=1, sample_means=True)
+    for m in ("vision", "language"):
+        grp = one[m]
+        means = np.asarray(grp["sample_mean"][:], dtype=np.float64)  # (shard, 1, layer, neuron)
+        for shard in range(means.shape[0]):
+            tokens = grp["tokens"][shard].sum()
+            if tokens == 0:  # the vision tower in a text condition saw nothing
+                assert np.isnan(means[shard]).all()
+                continue
+            expect = grp["sum"][shard].sum(axis=0) / tokens  # (layer, neuron) over all groups
+            np.testing.assert_allclose(means[shard, 0], expect, rtol=2e-3, atol=2e-3)
+    two = _profile(loaded, tmp_path / "two.zarr", shard_size=4, batch_size=3, sample_means=True)
+    for m in ("vision", "language"):
+        layers = int(one[m].attrs["layers"])
+        width = int(one[m].attrs["neurons"])
+        everything = {layer: list(range(width)) for layer in range(layers)}
+        a, b = sample_means(one, m, everything), sample_means(two, m, everything)
+        assert sorted(zip(a.ids, a.modalities, strict=True)) == sorted(zip(b.ids, b.modalities, strict=True))
+        assert set(a.modalities) == ({"image"} if m == "vision" else {"image", "text"})
+        order = {k: i for i, k in enumerate(zip(b.ids, b.modalities, strict=True))}
+        rows = [order[k] for k in zip(a.ids, a.modalities, strict=True)]
+        np.testing.assert_allclose(a.means, b.means[rows], rtol=2e-3, atol=2e-3)
+        assert a.languages == [next(s.src for s in _samples() if s.id == i) for i in a.ids]
+    picked = sample_means(one, "language", {1: [3, 0]})
+    np.testing.assert_array_equal(
+        picked.means[:, 0], np.asarray(one["language"]["sample_mean"][:, 0, 1, 3], dtype=np.float32)
+    )
+    with pytest.raises(ValueError, match="layer 99 out of range"):
+        sample_means(one, "language", {99: [0]})
+    without = _profile(loaded, tmp_path / "without.zarr")
+    with pytest.raises(ValueError, match="no per-sample means"):
+        sample_means(without, "language", {0: [0]})
+    with pytest.raises(ValueError, match="differs in 'sample_slots'"):
+        _profile(loaded, tmp_path / "without.zarr", sample_means=True)
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "llava-clip"])
+def test_sample_means_on_other_towers(family: str, tmp_path: Path) -> None:
+    other = load_mllm(ModelConfig(name_or_path=str(save_tiny(family, tmp_path / family)), device="cpu"))
+    root = _profile(other, tmp_path / "p.zarr", shard_size=4, batch_size=3, sample_means=True)
+    for m in ("vision", "language"):
+        sm = sample_means(root, m, {0: [0, 1, 2]})
+        assert len(sm.ids) == (5 + 3 if m == "vision" else 2 * (5 + 3))
+        assert np.isfinite(sm.means).all()
