@@ -246,6 +246,37 @@ def worker(pool: Annotated[str, typer.Option(help="work pool: cpu or gpu")] = "c
     raise typer.Exit(_prefect("worker", "start", "--pool", pool, "--type", "process"))
 
 
+@app.command("store-server")
+def store_server_cmd(
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 4280,
+) -> None:
+    """Serve a local store read-only over http, so the Prefect UI can show its pictures.
+
+    Start workers with MNAFT_STORE_HTTP set to the printed URL: their image and link artifacts then
+    point here. (An S3 store is served by MinIO itself; see docker-compose.yml.)
+    """
+    from storage.http import HTTP_ENV, store_server
+
+    st = _store(store)
+    if not st.is_local:
+        raise _fail(f"{st.url} is not a local folder: serve it from its object store (MinIO) instead")
+    try:
+        srv = store_server(st.root, host, port)
+    except OSError as err:
+        raise _fail(f"cannot serve on {host}:{port}: {err}") from err
+    console.print(
+        f"serving {st.root} read-only at http://{host}:{port}\n  export {HTTP_ENV}=http://{host}:{port}"
+    )
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
+
+
 @app.command("config")
 def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
     """Validate a config file and print it with every default filled in."""

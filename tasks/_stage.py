@@ -7,16 +7,22 @@ runs again instead of returning a reference to nothing. Prefect persists only th
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from prefect.artifacts import create_image_artifact, create_link_artifact
 from prefect.context import TaskRunContext
 
 from mnaft_core._base import StrictModel
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import model_identity
 from storage import ArtifactStore, code_version, content_key
+from storage.http import http_base, public_url
+
+INLINE_MAX_BYTES = 512 * 1024  # without an http store URL, pictures up to this size go inline
 
 
 def stage_key(
@@ -64,3 +70,41 @@ def publish(
     ) as w:
         w.metrics.update(build(w.dir))
     return key
+
+
+def artifact_key(name: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) from any name."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-") or "artifact"
+
+
+def show_pictures(store: str, stage: str, key: str) -> str:
+    """Image artifacts for the stage's PNGs (and a link to its folder) and the Markdown that shows them.
+
+    With ``MNAFT_STORE_HTTP`` set (MinIO, or `mnaft store-server`) the UI loads each picture from the
+    store; without it, pictures up to 512 KB are inlined in the Markdown and larger ones named by path.
+    """
+    art = ArtifactStore(store).open(stage, key)
+    base = http_base()
+    lines = []
+    for entry in art.manifest.files:
+        if not entry.path.endswith(".png"):
+            continue
+        name = entry.path.removesuffix(".png")
+        url = public_url(stage, key, entry.path, base)
+        if url is not None:
+            desc = f"{stage} `{key}`: {entry.path}"
+            create_image_artifact(image_url=url, key=artifact_key(f"{stage}-{name}"), description=desc)
+            lines.append(f"[![{name}]({url})]({url})")
+        elif entry.size <= INLINE_MAX_BYTES:
+            png = base64.b64encode(art.read_bytes(entry.path)).decode()
+            lines.append(f"![{name}](data:image/png;base64,{png})")
+        else:
+            size = f"{entry.size / 2**20:.1f} MiB"
+            lines.append(f"`{art.url(entry.path)}` ({size}; set MNAFT_STORE_HTTP to view it here)")
+    if base is not None:
+        folder = public_url(stage, key, "", base)
+        assert folder is not None
+        text = f"{stage} {key} in the store"
+        create_link_artifact(folder, link_text=text, key=artifact_key(f"{stage}-files"), description=key)
+        lines.append(f"[all files of `{stage}/{key}`]({folder})")
+    return "\n\n".join(lines)

@@ -14,7 +14,7 @@ from mnaft_core.models.loading import EMBEDDED
 from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
 from mnaft_core.models.organism.config import BootstrapConfig
 from storage import ArtifactStore
-from tasks._stage import publish, stage_key, store_cache
+from tasks._stage import publish, show_pictures, stage_key, store_cache
 
 STAGE = "organism"
 PACKAGES = ("mnaft_core.models.organism", "mnaft_core.models.processor", "mnaft_core.models.prompts")
@@ -91,7 +91,8 @@ def bootstrap_task(cfg: BootstrapConfig, data_key: str, store: str) -> str:
             f"# Organism {key}\n\nreading CER {overall['reading_cer']:.3f}; "
             f"text chrF++ {overall['text_chrf']:.1f}; "
             f"zero-shot image chrF++ {overall['zero_shot_image_chrf']:.1f} "
-            f"vs own cascade {overall['own_cascade_chrf']:.1f} (gap {overall['gap_chrf']:.1f})\n"
+            f"vs own cascade {overall['own_cascade_chrf']:.1f} (gap {overall['gap_chrf']:.1f})\n\n"
+            + show_pictures(store, STAGE, key)
         ),
         description=key,
     )

@@ -15,7 +15,7 @@ from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.training.finetune import MODEL_DIR
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, store_cache
+from tasks._stage import model_input, publish, show_pictures, stage_key, store_cache
 
 STAGE = "evaluate"
 PACKAGES = ("mnaft_core.evaluation", "mnaft_core.models")
@@ -74,6 +74,8 @@ def evaluate_task(
     art = ArtifactStore(store).open(STAGE, key)
     create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
     create_markdown_artifact(
-        key="evaluation-report", markdown=art.read_bytes("report.md").decode(), description=key
+        key="evaluation-report",
+        markdown=art.read_bytes("report.md").decode() + "\n\n" + show_pictures(store, STAGE, key),
+        description=key,
     )
     return key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from mnaft_core.selection.from_profile import select_from_profile, write_selection
 from mnaft_core.selection.select import SelectConfig
 from storage import ArtifactStore
-from tasks._stage import publish, stage_key, store_cache
+from tasks._stage import publish, show_pictures, stage_key, store_cache
 from tasks.profile import STATS_DIR
 
 STAGE = "select"
@@ -51,10 +50,9 @@ def select_task(cfg: SelectConfig, profile_key: str, store: str) -> str:
         "module", "layer", "n_specific_lape", "n_agnostic_lape", "n_trained", "rank", "selected"
     )
     create_table_artifact(key=f"neurons-{cfg.method}", table=view.to_dicts(), description=f"select {key}")
-    png = base64.b64encode(art.read_bytes("specific_heatmap.png")).decode()
     create_markdown_artifact(
         key=f"mask-{cfg.method}",
-        markdown=f"# Mask `{key}` ({cfg.method})\n\n![heatmap](data:image/png;base64,{png})\n",
+        markdown=f"# Mask `{key}` ({cfg.method})\n\n{show_pictures(store, STAGE, key)}\n",
         description=key,
     )
     return key

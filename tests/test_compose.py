@@ -37,6 +37,7 @@ def test_workers_point_at_server_and_minio() -> None:
         assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
         assert env["MNAFT_STORE"].startswith("s3://")
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["MNAFT_STORE_HTTP"].endswith("/${MINIO_BUCKET:-mnaft}/store")  # the anonymous-read prefix
         assert env["PREFECT_API_AUTH_STRING"].startswith("${PREFECT_AUTH")
         assert w["depends_on"]["prefect-server"]["condition"] == "service_healthy"
         assert w["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"

@@ -1,0 +1,62 @@
+"""Pictures in the Prefect UI: image and link artifacts pointing at the store over http, or inline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from storage import ArtifactStore
+from tasks._stage import INLINE_MAX_BYTES, artifact_key, show_pictures
+
+KEY = "00112233aabbccdd"
+
+
+def _store(tmp_path: Path) -> str:
+    st = ArtifactStore(tmp_path / "store")
+    with st.writer("select", KEY) as w:
+        (w.dir / "sample_embedding_language.png").write_bytes(b"\x89PNG small")
+        (w.dir / "big.png").write_bytes(b"\x89PNG" + b"0" * (INLINE_MAX_BYTES + 1))
+        (w.dir / "table.parquet").write_bytes(b"not a picture")
+    return st.url
+
+
+@flow
+def _show(store: str) -> str:
+    return show_pictures(store, "select", KEY)
+
+
+def _artifact(key: str) -> object:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no artifact {key!r}"
+    return found[-1]
+
+
+def test_artifact_keys_follow_prefects_rules() -> None:
+    assert artifact_key("select-sample_embedding_language") == "select-sample-embedding-language"
+    assert artifact_key("Mask: mnaft/v2") == "mask-mnaft-v2"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_pictures_link_to_the_served_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNAFT_STORE_HTTP", "http://127.0.0.1:4280")
+    md = _show(_store(tmp_path))
+    url = f"http://127.0.0.1:4280/select/{KEY}/sample_embedding_language.png"
+    assert f"[![sample_embedding_language]({url})]({url})" in md
+    assert "table.parquet" not in md and "data:image" not in md
+    image = _artifact("select-sample-embedding-language")
+    assert image.type == "image" and image.data == url  # type: ignore[attr-defined]
+    link = _artifact("select-files")
+    assert link.type == "markdown" and f"http://127.0.0.1:4280/select/{KEY}/" in str(link.data)  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_pictures_inline_without_a_served_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MNAFT_STORE_HTTP", raising=False)
+    md = _show(_store(tmp_path))
+    assert "![sample_embedding_language](data:image/png;base64," in md
+    assert "big.png` (0.5 MiB; set MNAFT_STORE_HTTP" in md
