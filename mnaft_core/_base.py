@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``(done, total)`` by long loops, so an orchestrator can show progress (never required)."""
 
 
 class StrictModel(BaseModel):

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
-from prefect.artifacts import create_image_artifact, create_link_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_link_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.context import TaskRunContext
 
-from mnaft_core._base import StrictModel
+from mnaft_core._base import ProgressFn, StrictModel
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import model_identity
 from storage import ArtifactStore, code_version, content_key
@@ -108,3 +116,23 @@ def show_pictures(store: str, stage: str, key: str) -> str:
         create_link_artifact(folder, link_text=text, key=artifact_key(f"{stage}-files"), description=key)
         lines.append(f"[all files of `{stage}/{key}`]({folder})")
     return "\n\n".join(lines)
+
+
+@contextmanager
+def stage_progress(stage: str, key: str, what: str, every_s: float = 2.0) -> Iterator[ProgressFn]:
+    """A progress artifact for a long stage; yields the ``(done, total)`` callback the loop reports to.
+
+    Updates at most every ``every_s`` seconds (each is an API call) and reaches 100 when the block ends.
+    """
+    made = create_progress_artifact(0.0, key=artifact_key(f"{stage}-progress"), description=f"{what} `{key}`")
+    art_id = cast(UUID, made)  # called from sync code: the sync variant returns the id
+    last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_s:
+            update_progress_artifact(art_id, min(100.0, 100.0 * done / max(total, 1)))
+            last = time.monotonic()
+
+    yield report
+    update_progress_artifact(art_id, 100.0)

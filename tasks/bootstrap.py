@@ -10,11 +10,12 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.models.loading import EMBEDDED
 from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
 from mnaft_core.models.organism.config import BootstrapConfig
 from storage import ArtifactStore
-from tasks._stage import publish, show_pictures, stage_key, store_cache
+from tasks._stage import publish, show_pictures, stage_key, stage_progress, store_cache
 
 STAGE = "organism"
 PACKAGES = ("mnaft_core.models.organism", "mnaft_core.models.processor", "mnaft_core.models.prompts")
@@ -25,18 +26,28 @@ def organism_key(cfg: BootstrapConfig, data_key: str, store: str = "") -> str:
     return stage_key(STAGE, cfg.organism, {"data": data_key}, PACKAGES)
 
 
-def _progress(row: dict[str, float]) -> None:
-    if int(row["step"]) % 250 == 0:
-        stage, step = int(row["stage"]), int(row["step"])
-        print(f"stage {stage} step {step}: loss {row['loss']:.3f} ({row['seconds']:.0f} s)")
-
-
-def build_organism(cfg: BootstrapConfig, data_key: str, store: str) -> str:
+def build_organism(
+    cfg: BootstrapConfig, data_key: str, store: str, on_progress: ProgressFn | None = None
+) -> str:
     """Train both organisms on the dataset artifact and publish them as one store artifact."""
+    oc = cfg.organism
+    offsets = {
+        1: 0,
+        2: oc.reading_ctc.steps,
+        3: oc.reading_ctc.steps + oc.mllm.steps,
+    }  # stage -> steps before
+    total = offsets[3] + oc.mt.train.steps
+
+    def log(row: dict[str, float]) -> None:
+        stage, step = int(row["stage"]), int(row["step"])
+        if step % 250 == 0:
+            print(f"stage {stage} step {step}: loss {row['loss']:.3f} ({row['seconds']:.0f} s)")
+        if on_progress is not None:
+            on_progress(offsets.get(stage, 0) + step + 1, total)
 
     def build(out: Path) -> dict[str, Any]:
         dataset = ArtifactStore(store).open("data", data_key).local_dir()
-        result = bootstrap(cfg, dataset, out, data_key, log=_progress)
+        result = bootstrap(cfg, dataset, out, data_key, log=log)
         return {"metrics": result.manifest["metrics"]["overall"], "seconds": result.manifest["seconds"]}
 
     key = organism_key(cfg, data_key)
@@ -79,7 +90,8 @@ def install(store: str, key: str) -> list[Path]:
 )
 def bootstrap_task(cfg: BootstrapConfig, data_key: str, store: str) -> str:
     """Build the organisms (reading + text translation MLLM, NLLB-architecture MT) unless stored."""
-    key = build_organism(cfg, data_key, store)
+    with stage_progress(STAGE, organism_key(cfg, data_key), "building the organisms") as on_progress:
+        key = build_organism(cfg, data_key, store, on_progress)
     manifest = json.loads(ArtifactStore(store).open(STAGE, key).read_bytes(f"organism/{MANIFEST}"))
     m = manifest["metrics"]
     rows = [{"direction": d, **v} for d, v in sorted(m["by_direction"].items())]

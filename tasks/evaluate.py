@@ -9,13 +9,14 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import load_samples
 from mnaft_core.evaluation.run import Candidate, evaluate
 from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.training.finetune import MODEL_DIR
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, show_pictures, stage_key, store_cache
+from tasks._stage import model_input, publish, show_pictures, stage_key, stage_progress, store_cache
 
 STAGE = "evaluate"
 PACKAGES = ("mnaft_core.evaluation", "mnaft_core.models")
@@ -38,7 +39,12 @@ def evaluate_key(
 
 
 def build_evaluate(
-    model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str
+    model: ModelConfig,
+    cfg: EvaluateConfig,
+    data_key: str,
+    checkpoints: Checkpoints,
+    store: str,
+    on_progress: ProgressFn | None = None,
 ) -> str:
     st = ArtifactStore(store)
 
@@ -53,7 +59,7 @@ def build_evaluate(
                 candidates.append(
                     Candidate(system, int(seed), art.local_path(MODEL_DIR), art.manifest.metrics)
                 )
-        return evaluate(model, candidates, samples, cfg, out)
+        return evaluate(model, candidates, samples, cfg, out, on_progress=on_progress)
 
     key = evaluate_key(model, cfg, data_key, checkpoints)
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"),
@@ -70,7 +76,8 @@ def evaluate_task(
     model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str
 ) -> str:
     """Score every system and write the report."""
-    key = build_evaluate(model, cfg, data_key, checkpoints, store)
+    with stage_progress(STAGE, evaluate_key(model, cfg, data_key, checkpoints), "evaluation") as on_progress:
+        key = build_evaluate(model, cfg, data_key, checkpoints, store, on_progress)
     art = ArtifactStore(store).open(STAGE, key)
     create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
     create_markdown_artifact(

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import load_samples
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import load_mllm
@@ -17,7 +18,7 @@ from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, store_cache
+from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
 
 STAGE = "finetune"
 PACKAGES = ("mnaft_core.training", "mnaft_core.models")
@@ -43,6 +44,7 @@ def build_finetune(
     mask_key: str | None,
     store: str,
     max_train: int = 0,
+    on_progress: ProgressFn | None = None,
 ) -> str:
     st = ArtifactStore(store)
     key = finetune_key(model, cfg, data_key, mask_key, max_train=max_train)
@@ -52,7 +54,9 @@ def build_finetune(
         samples = load_samples(st.open("data", data_key).local_dir(), "train", limit=max_train or None)
         mask = NeuronMask.load(st.open("select", mask_key).local_path(MASK_FILE)) if mask_key else None
         run_dir = st.cache_dir.parent / "runs" / f"{STAGE}-{key}"  # checkpoints survive a killed run
-        return finetune(loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "")
+        return finetune(
+            loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "", on_progress=on_progress
+        )
 
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
     params = {**cfg.model_dump(mode="json"), "max_train": max_train}
@@ -74,7 +78,9 @@ def finetune_task(
     max_train: int = 0,
 ) -> str:
     """Train one method; emits mnaft.checkpoint.created so re-profiling can follow."""
-    key = build_finetune(model, cfg, data_key, mask_key, store, max_train)
+    with stage_progress(STAGE, finetune_key(model, cfg, data_key, mask_key, max_train=max_train),
+                        f"fine-tuning ({cfg.method}, seed {cfg.seed})") as on_progress:  # fmt: skip
+        key = build_finetune(model, cfg, data_key, mask_key, store, max_train, on_progress)
     art = ArtifactStore(store).open(STAGE, key)
     m = art.manifest.metrics
     create_table_artifact(key=f"finetune-{cfg.method}", table=[{"key": key, **m}], description=key)

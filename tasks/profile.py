@@ -8,6 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import load_samples
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import load_mllm
@@ -15,7 +16,7 @@ from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.zarr_stats import pending_shards
 from mnaft_core.selection.mask import model_fingerprint
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, store_cache
+from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
 
 STAGE = "profile"
 PACKAGES = ("mnaft_core.profiling", "mnaft_core.models")
@@ -27,7 +28,12 @@ def profile_key(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: st
 
 
 def build_profile(
-    model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str, progress: bool = True
+    model: ModelConfig,
+    cfg: ProfileConfig,
+    data_key: str,
+    store: str,
+    progress: bool = True,
+    on_progress: ProgressFn | None = None,
 ) -> str:
     """Profile and publish; a killed run resumes from its last finished shard on the next call."""
     st = ArtifactStore(store)
@@ -39,7 +45,14 @@ def build_profile(
         the_plan = plan(samples, cfg)
         attrs = {"fingerprint": model_fingerprint(loaded.model), "data_key": data_key, "model": loaded.source}
         root = run_profile(
-            loaded.model, loaded.processor, the_plan, cfg, out / STATS_DIR, attrs, progress=progress
+            loaded.model,
+            loaded.processor,
+            the_plan,
+            cfg,
+            out / STATS_DIR,
+            attrs,
+            progress=progress,
+            on_progress=on_progress,
         )
         if pending := pending_shards(root):
             raise RuntimeError(f"profile left {len(pending)} shards unfinished")
@@ -64,7 +77,8 @@ def build_profile(
 )
 def profile_task(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str) -> str:
     """Record per-neuron activation statistics of both modules."""
-    key = build_profile(model, cfg, data_key, store)
+    with stage_progress(STAGE, profile_key(model, cfg, data_key), "profiling") as on_progress:
+        key = build_profile(model, cfg, data_key, store, on_progress=on_progress)
     m = ArtifactStore(store).open(STAGE, key).manifest
     create_markdown_artifact(
         key="profile-summary",

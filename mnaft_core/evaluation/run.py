@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 from torch import nn
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import Sample
 from mnaft_core.evaluation.metrics import corpus_scores, error_rate
 from mnaft_core.evaluation.mt import NllbTranslator
@@ -75,8 +76,17 @@ def evaluate(
     out: Path,
     *,
     baseline: str = "mnaft",
+    on_progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Run every system, write outputs.parquet + report.{json,md} + scores.png; return the headline."""
+    phases, done = 1 + int(cfg.cascade) + len(candidates), 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, phases)
+
     rows: list[Row] = []
     retained: list[dict[str, Any]] = []
     loaded = load_mllm(base)
@@ -88,6 +98,7 @@ def evaluate(
         extra["base_reading_cer"] = cer
     retained.append({"system": BASE, "seed": 0, **retention(loaded.model, loaded.processor, samples, cfg)})
     del loaded
+    advance()
     if cfg.cascade:
         engine = make_ocr(cfg.ocr, sorted({s.script for s in samples}))
         device = str(pick_device(base.device))
@@ -95,10 +106,12 @@ def evaluate(
         cascade_rows, ocr_cer = ocr_mt(CASCADE, engine, mt, samples)
         rows += cascade_rows
         extra["ocr_cer"] = ocr_cer
+        advance()
     for c in candidates:
         m = load_mllm(base.model_copy(update={"name_or_path": str(c.path)}))
         rows += direct(c.system, m.model, m.processor, samples, cfg, seed=c.seed)
         retained.append({"system": c.system, "seed": c.seed, **retention(m.model, m.processor, samples, cfg)})
+        advance()
     outputs = pl.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     outputs.write_parquet(out / "outputs.parquet")

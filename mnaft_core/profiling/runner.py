@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
-from mnaft_core._base import StrictModel
+from mnaft_core._base import ProgressFn, StrictModel
 from mnaft_core.data.dataset import Sample
 from mnaft_core.models.adapters import MlpSite, neuron_sites
 from mnaft_core.models.prompts import IGNORE, Example, encode, instruction, model_inputs
@@ -144,6 +144,7 @@ def run_profile(
     *,
     only_shards: Sequence[int] | None = None,
     progress: bool = True,
+    on_progress: ProgressFn | None = None,
 ) -> zarr.Group:
     """Profile every pending shard (or those of ``only_shards``) into the Zarr store at ``out``."""
     device = next(model.parameters()).device
@@ -181,8 +182,9 @@ def run_profile(
         if cfg.taylor
         else None
     )
-    bar = tqdm(total=sum(the_plan.shards[i].stop - the_plan.shards[i].start for i in todo), desc="profile",
-               unit="sample", disable=not progress)  # fmt: skip
+    total = sum(the_plan.shards[i].stop - the_plan.shards[i].start for i in todo)
+    bar = tqdm(total=total, desc="profile", unit="sample", disable=not progress)
+    done = 0
     try:
         with recording(model, list(recorders.values())):
             for i in todo:
@@ -195,6 +197,9 @@ def run_profile(
                         rec.sample_offset, rec.batch_samples = b, len(chunk)
                     _step(model, processor, recorders, chunk, modality, cfg, device)
                     bar.update(len(chunk))
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done, total)
                 stats: dict[str, HostStats] = {m: r.flush() for m, r in recorders.items()}
                 means = {m: r.flush_samples() for m, r in recorders.items()} if cfg.sample_means else None
                 write_shard(root, i, stats, means)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import Sample
 from mnaft_core.models.loading import LoadedModel
 from mnaft_core.models.prompts import Example, encode, model_inputs
@@ -51,6 +52,7 @@ def finetune(
     *,
     mask_ref: str = "",
     progress: bool = True,
+    on_progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Train, then save the merged model (+ processor) and, for mnaft, the neuron delta; returns metrics."""
     model = loaded.model
@@ -64,6 +66,7 @@ def finetune(
         run_dir,
         loaded.device,
         progress=progress,
+        on_progress=on_progress,
     )
     merged = trainable.merged()
     out_dir.mkdir(parents=True, exist_ok=True)

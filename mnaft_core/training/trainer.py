@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.methods import Trainable, load_trainable_state, trainable_state
@@ -100,6 +101,7 @@ def train(
     device: torch.device | str = "cpu",
     stop_after: int | None = None,
     progress: bool = True,
+    on_progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train ``cfg.steps`` optimizer steps, resuming from the newest checkpoint in ``run_dir``.
 
@@ -189,6 +191,8 @@ def train(
                 with log_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             bar.update(1)
+            if on_progress is not None:
+                on_progress(state.step, cfg.steps)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
                 save_checkpoint(run_dir, state, trainable_state(trainable), opt, cfg.keep_checkpoints)

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from mnaft_core.config import FinetuneSuite, PipelineConfig, SystemSpec
 from mnaft_core.data.config import DataConfig
@@ -112,6 +114,11 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     mask = st.open("select", keys["select:mnaft"])
     assert {"mask.safetensors", "neurons.parquet", "layers.parquet", "specific_heatmap.png",
             "sample_embedding_language.png"} <= {f.path for f in mask.manifest.files}  # fmt: skip
+    with get_client(sync_client=True) as client:  # each long stage showed its progress, ending at 100
+        for stage in ("profile", "finetune", "evaluate"):
+            flt = ArtifactFilter(key=ArtifactFilterKey(any_=[f"{stage}-progress"]))
+            found = client.read_artifacts(artifact_filter=flt)
+            assert found and found[-1].type == "progress" and found[-1].data == 100.0, stage
     assert "neuron_delta.safetensors" in {
         f.path for f in st.open("finetune", keys["finetune:mnaft:0"]).manifest.files
     }

@@ -122,8 +122,12 @@ def test_disjoint_workers_fill_one_store(loaded: LoadedModel, tmp_path: Path) ->
     out = tmp_path / "shared.zarr"
     n = len(p.shards)
     for worker in range(2):
+        calls: list[tuple[int, int]] = []
         run_profile(loaded.model, loaded.processor, p, cfg, out, {"fingerprint": "f"},
-                    only_shards=range(worker, n, 2), progress=False)  # fmt: skip
+                    only_shards=range(worker, n, 2), progress=False,
+                    on_progress=lambda d, t, calls=calls: calls.append((d, t)))  # fmt: skip
+        mine = sum(p.shards[i].stop - p.shards[i].start for i in range(worker, n, 2))
+        assert calls[-1] == (mine, mine) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     root = zarr.open_group(str(out), mode="r")
     assert pending_shards(root) == []
     whole = _profile(loaded, tmp_path / "whole.zarr")

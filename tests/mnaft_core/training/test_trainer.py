@@ -38,8 +38,12 @@ def _run(
     cfg = FinetuneConfig(method=method, steps=6, batch_size=4, checkpoint_every=3, warmup_steps=2, lr=1e-2,
                          weight_decay=0.1, **kw)  # type: ignore[arg-type]  # fmt: skip
     t = prepare(model, cfg, mask, model_fingerprint(model) if mask else None)
-    res = train(t, DIRS, collate, cfg, tmp, stop_after=stop_after, progress=False)
+    res = train(t, DIRS, collate, cfg, tmp, stop_after=stop_after, progress=False,
+                on_progress=lambda done, total: PROGRESS.append((done, total)))  # fmt: skip
     return trainable_state(t), res
+
+
+PROGRESS: list[tuple[int, int]] = []
 
 
 def test_plan_is_pure_and_grouped() -> None:
@@ -53,7 +57,9 @@ def test_resume_gives_the_same_weights(tmp_path: Path) -> None:
     straight, _ = _run(tmp_path / "a", grad_accum=2)
     _, first = _run(tmp_path / "b", stop_after=3, grad_accum=2)
     assert first.steps == 3 and latest_checkpoint(tmp_path / "b") is not None  # type: ignore[attr-defined]
+    PROGRESS.clear()
     resumed, second = _run(tmp_path / "b", grad_accum=2)
+    assert PROGRESS == [(4, 6), (5, 6), (6, 6)]  # a resumed run reports from where it stands
     assert second.resumed_from == 3 and second.steps == 6  # type: ignore[attr-defined]
     assert straight.keys() == resumed.keys()
     for k in straight:

@@ -1,4 +1,4 @@
-"""Pictures in the Prefect UI: image and link artifacts pointing at the store over http, or inline."""
+"""What the Prefect UI shows of a stage: pictures (image/link artifacts over http, or inline), progress."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from storage import ArtifactStore
-from tasks._stage import INLINE_MAX_BYTES, artifact_key, show_pictures
+from tasks._stage import INLINE_MAX_BYTES, artifact_key, show_pictures, stage_progress
 
 KEY = "00112233aabbccdd"
 
@@ -60,3 +60,21 @@ def test_pictures_inline_without_a_served_store(tmp_path: Path, monkeypatch: pyt
     md = _show(_store(tmp_path))
     assert "![sample_embedding_language](data:image/png;base64," in md
     assert "big.png` (0.5 MiB; set MNAFT_STORE_HTTP" in md
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_progress_artifact_follows_the_loop_and_ends_at_100() -> None:
+    seen = []
+
+    @flow
+    def long_stage() -> None:
+        with stage_progress("profile", KEY, "profiling", every_s=0.0) as report:
+            report(1, 4)
+            seen.append(_artifact("profile-progress").data)  # type: ignore[attr-defined]
+            report(3, 4)
+            seen.append(_artifact("profile-progress").data)  # type: ignore[attr-defined]
+        seen.append(_artifact("profile-progress").data)  # type: ignore[attr-defined]
+
+    long_stage()
+    assert seen == [25.0, 75.0, 100.0]
+    assert _artifact("profile-progress").type == "progress"
