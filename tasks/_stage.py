@@ -30,6 +30,16 @@ from mnaft_core.models.loading import model_identity
 from storage import ArtifactStore, code_version, content_key
 from storage.http import http_base, public_url
 
+# The model code every model-running stage depends on. Not all of mnaft_core.models: the organism's
+# training code and the checkpoint scanner change no profile, fine-tune or evaluation result.
+MODEL_CODE = (
+    "mnaft_core.models.adapters",
+    "mnaft_core.models.config",
+    "mnaft_core.models.loading",
+    "mnaft_core.models.processor",
+    "mnaft_core.models.prompts",
+)
+
 INLINE_MAX_BYTES = 512 * 1024  # without an http store URL, pictures up to this size go inline
 
 

@@ -16,10 +16,18 @@ from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.training.finetune import MODEL_DIR
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, show_pictures, stage_key, stage_progress, store_cache
+from tasks._stage import (
+    MODEL_CODE,
+    model_input,
+    publish,
+    show_pictures,
+    stage_key,
+    stage_progress,
+    store_cache,
+)
 
 STAGE = "evaluate"
-PACKAGES = ("mnaft_core.evaluation", "mnaft_core.models")
+PACKAGES = ("mnaft_core.evaluation", "mnaft_core.data.dataset", "mnaft_core._base", *MODEL_CODE)
 Checkpoints = Mapping[str, Mapping[int, str]]  # system -> seed -> finetune key
 
 

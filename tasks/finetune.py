@@ -18,10 +18,16 @@ from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
 
 STAGE = "finetune"
-PACKAGES = ("mnaft_core.training", "mnaft_core.models")
+PACKAGES = (
+    "mnaft_core.training",
+    "mnaft_core.selection.mask",
+    "mnaft_core.data.dataset",
+    "mnaft_core._base",
+    *MODEL_CODE,
+)
 CHECKPOINT_EVENT = "mnaft.checkpoint.created"
 
 

@@ -16,10 +16,10 @@ from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.zarr_stats import pending_shards
 from mnaft_core.selection.mask import model_fingerprint
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
 
 STAGE = "profile"
-PACKAGES = ("mnaft_core.profiling", "mnaft_core.models")
+PACKAGES = ("mnaft_core.profiling", "mnaft_core.data.dataset", "mnaft_core._base", *MODEL_CODE)
 STATS_DIR = "stats.zarr"
 
 
