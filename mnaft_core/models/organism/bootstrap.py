@@ -48,12 +48,15 @@ def reading_lines(samples: Sequence[Sample]) -> list[Line]:
 
 
 def _tokenizer_corpus(lines: Sequence[Line], samples: Sequence[Sample]) -> list[str]:
-    prompts = {"You are a helpful assistant."}
+    """The reading texts, plus the chat template's fixed text and the instructions, weighted so that BPE
+    gives them whole-word tokens: every training sequence carries them, so each token saved there is
+    saved at every step (the texts themselves stay near-character, which reading wants)."""
+    prompts = {"You are a helpful assistant.", "system\n", "user\n", "assistant\n"}
     for s in samples[:: max(1, len(samples) // 200)]:
         for task in ("read_image", "translate_text", "translate_image"):
             img = None if task == "translate_text" else Image.new("RGB", (16, 16))
             prompts.add(instruction(Example(task, s.src, s.tgt, text="", image=img)))
-    return [line.text for line in lines] + sorted(prompts) * 20
+    return [line.text for line in lines] + sorted(prompts) * 200
 
 
 def _chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
@@ -180,7 +183,9 @@ def bootstrap(
     stages: dict[str, Any] = {"reading_ctc": reader.train(renderer, oc.reading_ctc, log)}
     stages["reading_ctc"]["val_cer"] = round(reader.cer([s.pil() for s in val], [s.src_text for s in val]), 4)
     mixture = TaskMixture(renderer, train, oc.reading_share, oc.seed)
-    stages["mllm"] = train_mllm(model, processor, mixture, oc.mllm, oc.vision_lr_scale, log)
+    stages["mllm"] = train_mllm(
+        model, processor, mixture, oc.mllm, oc.vision_lr_scale, oc.attention_guide, oc.merger_guide, log
+    )
 
     mllm_dir, mt_dir = out_dir / "organism", out_dir / "nllb-organism"
     mllm_dir.mkdir(parents=True, exist_ok=True)

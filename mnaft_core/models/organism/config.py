@@ -66,18 +66,32 @@ class OrganismConfig(StrictModel):
     vision: VisionSpec = Field(default_factory=VisionSpec, description="vision tower")
     text: TextSpec = Field(default_factory=TextSpec, description="language model")
     reading_ctc: StageSpec = Field(
-        default_factory=lambda: StageSpec(steps=2000, batch_size=32, lr=2e-3, warmup=200),
+        default_factory=lambda: StageSpec(steps=1500, batch_size=32, lr=2e-3, warmup=200),
         description="stage 1: the vision tower learns to read (CTC over patch columns)",
     )
     mllm: StageSpec = Field(
-        default_factory=lambda: StageSpec(steps=2000, batch_size=32, lr=2e-3, warmup=100),
+        default_factory=lambda: StageSpec(steps=2600, batch_size=32, lr=2e-3, warmup=100),
         description="stage 2: the whole MLLM on reading and text translation",
     )
     vision_lr_scale: float = Field(
         0.3, gt=0.0, le=10.0, description="stage-2 learning rate of the pretrained vision tower, relative"
     )
     reading_share: float = Field(
-        0.6, gt=0.0, lt=1.0, description="share of stage-2 examples that are reading (the rest: text MT)"
+        0.75, gt=0.0, lt=1.0, description="share of stage-2 examples that are reading (the rest: text MT)"
+    )
+    attention_guide: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="stage-2 weight of the guided-attention loss (one head per LM layer is told which image "
+        "columns show the token it predicts); 0 = next-token loss only",
+    )
+    merger_guide: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="stage-2 weight of scoring each merged image token, through the LM's output embeddings, "
+        "against the characters under its column; 0 = off",
     )
     mt: MtSpec = Field(default_factory=MtSpec, description="the cascade's NLLB-architecture translator")
     eval_per_direction: int = Field(

@@ -83,23 +83,139 @@ def build_mllm(
     return model, processor
 
 
+Spans = list[tuple[float, float]]  # each character's horizontal extent in its strip, in pixels
+
+
 class TaskMixture:
-    """Stage-2 batches: reading (fresh renders, every language) mixed with text translation (train pairs)."""
+    """Stage-2 batches: reading (fresh renders, every language) mixed with text translation (train pairs).
+
+    Each example comes with its strip width and character spans (reading) or None (translation).
+    """
 
     def __init__(self, renderer: LineRenderer, pairs: Sequence[Sample], reading_share: float, seed: int):
         self.renderer, self.pairs, self.share = renderer, list(pairs), reading_share
         self.rng = np.random.default_rng(seed + 1)
 
-    def batch(self, n: int) -> list[Example]:
+    def batch(self, n: int) -> tuple[list[Example], list[tuple[int, Spans] | None]]:
         n_read = int(self.rng.binomial(n, self.share))
-        out = [
-            Example("read_image", line.lang, line.lang, image=img, target=line.text)
-            for line, img, _ in self.renderer.sample(n_read)
-        ]
+        out: list[Example] = []
+        layout: list[tuple[int, Spans] | None] = []
+        for line, img, spans in self.renderer.sample(n_read):
+            out.append(Example("read_image", line.lang, line.lang, image=img, target=line.text))
+            layout.append((img.width, spans))
         for i in self.rng.integers(len(self.pairs), size=n - n_read):
             s = self.pairs[int(i)]
             out.append(Example("translate_text", s.src, s.tgt, text=s.src_text, target=s.tgt_text))
-        return out
+            layout.append(None)
+        return out, layout
+
+
+def reading_alignment(
+    batch: dict[str, torch.Tensor],
+    examples: Sequence[Example],
+    layout: Sequence[tuple[int, Spans] | None],
+    tokenizer: Any,
+    image_token_id: int,
+    patch: int,
+    merge: int,
+) -> torch.Tensor:
+    """(batch, query, key) mask: the position predicting each response token of a reading example -> the
+    image tokens of the columns that show that token's characters (from the renderer's spans).
+
+    Image tokens are Qwen2-VL's merged patches in row-major order, ``patch * merge`` px wide; the response
+    sits at the end of each (left-padded) row, as ``encode`` lays it out.
+    """
+    ids = batch["input_ids"]
+    n, width = ids.shape
+    mask = torch.zeros(n, width, width, dtype=torch.bool)
+    grids = batch["image_grid_thw"].tolist() if "image_grid_thw" in batch else []
+    column_px = patch * merge
+    image_grids = iter(grids)
+    for b, (ex, lay) in enumerate(zip(examples, layout, strict=True)):
+        if ex.image is None:
+            continue
+        _, h, w = next(image_grids)
+        if lay is None:
+            continue
+        strip_width, spans = lay
+        rows, cols = h // merge, w // merge
+        positions = (ids[b] == image_token_id).nonzero().flatten()
+        if len(positions) != rows * cols:
+            raise ValueError(f"example {b}: {len(positions)} image tokens for a {rows}x{cols} merged grid")
+        scale = cols * column_px / strip_width  # the processor resized the strip to whole columns
+        enc = tokenizer(f"{ex.target}{tokenizer.eos_token or ''}", add_special_tokens=False,
+                        return_offsets_mapping=True)  # fmt: skip
+        start = width - len(enc["input_ids"])
+        for k, (a, z) in enumerate(enc["offset_mapping"]):
+            if z <= a or z > len(spans):  # the end-of-turn token shows nothing
+                continue
+            x0, x1 = spans[a][0] * scale, spans[z - 1][1] * scale
+            c0 = min(cols - 1, max(0, int(x0 // column_px)))
+            c1 = min(cols - 1, max(c0, int((x1 - 1e-3) // column_px)))
+            for r in range(rows):
+                mask[b, start + k - 1, positions[r * cols + c0 : r * cols + c1 + 1]] = True
+    return mask
+
+
+def column_targets(
+    examples: Sequence[Example],
+    layout: Sequence[tuple[int, Spans] | None],
+    grids: Sequence[Sequence[int]],
+    tokenizer: Any,
+    patch: int,
+    merge: int,
+    vocab: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which merged image tokens show ink, and a soft target over the vocabulary for each: the tokens of
+    the characters under its column, weighted by how much of the column each covers.
+
+    Returns (indices into the vision tower's merged output, (n, vocab) target rows). Image tokens of
+    columns without characters, and of images that are not reading examples, get no target.
+    """
+    column_px = patch * merge
+    char_token: dict[str, int] = {}
+    index: list[int] = []
+    rows_out: list[dict[int, float]] = []
+    offset, image_grids = 0, iter(grids)
+    for ex, lay in zip(examples, layout, strict=True):
+        if ex.image is None:
+            continue
+        _, h, w = next(image_grids)
+        rows, cols = h // merge, w // merge
+        if lay is not None and ex.target is not None:
+            strip_width, spans = lay
+            scale = cols * column_px / strip_width
+            for c in range(cols):
+                weights: dict[int, float] = {}
+                left, right = c * column_px, (c + 1) * column_px
+                for ch, (a, z) in zip(ex.target, spans, strict=False):
+                    overlap = min(z * scale, right) - max(a * scale, left)
+                    if overlap > 0 and not ch.isspace():
+                        if ch not in char_token:
+                            char_token[ch] = tokenizer(ch, add_special_tokens=False)["input_ids"][0]
+                        tid = char_token[ch]
+                        weights[tid] = weights.get(tid, 0.0) + overlap
+                if weights:
+                    total = sum(weights.values())
+                    for r in range(rows):
+                        index.append(offset + r * cols + c)
+                        rows_out.append({t: v / total for t, v in weights.items()})
+        offset += rows * cols
+    target = torch.zeros(len(index), vocab)
+    for i, row in enumerate(rows_out):
+        for t, v in row.items():
+            target[i, t] = v
+    return torch.tensor(index, dtype=torch.long), target
+
+
+def guided_attention_loss(attentions: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """-log of the attention mass the first head of every layer puts on the columns it should read."""
+    rows = mask.any(-1)
+    if not rows.any():
+        return attentions[0].new_zeros(())
+    m = mask.to(attentions[0].dtype)
+    losses = [-torch.log((att[:, 0] * m).sum(-1)[rows] + 1e-6).mean() for att in attentions]
+    return torch.stack(losses).mean()
 
 
 def train_mllm(
@@ -108,20 +224,59 @@ def train_mllm(
     mixture: TaskMixture,
     spec: StageSpec,
     vision_lr_scale: float,
+    guide: float = 0.0,
+    merger_guide: float = 0.0,
     log: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
-    """Teacher-forced next-token loss on the responses; the pretrained vision tower moves more slowly."""
+    """Teacher-forced next-token loss on the responses; the pretrained vision tower moves more slowly.
+
+    With ``guide > 0``, one head per LM layer is also told where to look: the image columns that show
+    the characters of the token being predicted (known from the renderer). Learning that alignment from
+    the next-token loss alone is the slow part of reading; the guide makes it a supervised target.
+    With ``merger_guide > 0``, each merged image token is also scored through the LM's (tied) output
+    embeddings against the characters under its column, so image tokens start out looking like the
+    embeddings of what they show, and attending to one is enough to copy it.
+    """
     visual = set(model.model.visual.parameters())
     groups = [
         {"params": [p for p in model.parameters() if p not in visual], "scale": 1.0},
         {"params": list(visual), "scale": vision_lr_scale},
     ]
     opt = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
+    vision_cfg: Any = model.config.vision_config
+    patch, merge = int(vision_cfg.patch_size), int(vision_cfg.spatial_merge_size)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    image_token_id = int(model.config.image_token_id)
+    if guide:
+        model.set_attn_implementation({"text_config": "eager"})  # attention weights are needed
+    merged: list[torch.Tensor] = []
+    hook = model.model.visual.merger.register_forward_hook(lambda _m, _i, out: merged.append(out))
     model.train()
     progress = Progress(2, spec, "MLLM (read + translate text)", log)
-    for step in progress:
-        batch = model_inputs(encode(processor, mixture.batch(spec.batch_size), with_target=True), "cpu")
-        loss = model(**batch).loss
-        optimize(opt, loss, model.parameters(), lr_at(step, spec))
-        progress.update(step, loss.item())
+    try:
+        for step in progress:
+            examples, layout = mixture.batch(spec.batch_size)
+            batch = model_inputs(encode(processor, examples, with_target=True), "cpu")
+            if guide:
+                out = model(**batch, output_attentions=True)
+                align = reading_alignment(batch, examples, layout, processor.tokenizer, image_token_id,
+                                          patch, merge)  # fmt: skip
+                loss = out.loss + guide * guided_attention_loss(out.attentions, align)
+            else:
+                loss = model(**batch).loss
+            if merger_guide and merged and "image_grid_thw" in batch:
+                grids = batch["image_grid_thw"].tolist()
+                idx, target = column_targets(
+                    examples, layout, grids, processor.tokenizer, patch, merge, vocab
+                )
+                if len(idx):
+                    logp = model.lm_head(merged[-1][idx]).log_softmax(-1)
+                    loss = loss + merger_guide * -(target * logp).sum(-1).mean()
+            merged.clear()
+            optimize(opt, loss, model.parameters(), lr_at(step, spec))
+            progress.update(step, loss.item())
+    finally:
+        hook.remove()
+        if guide:
+            model.set_attn_implementation({"text_config": "sdpa"})
     return progress.summary()

@@ -20,7 +20,16 @@ from mnaft_core.evaluation.mt import NllbTranslator
 from mnaft_core.models.loading import ASSETS
 from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
 from mnaft_core.models.organism.config import BootstrapConfig, OrganismConfig
-from mnaft_core.models.organism.reading import Charset, to_grid
+from mnaft_core.models.organism.mllm import (
+    TaskMixture,
+    build_mllm,
+    column_targets,
+    guided_attention_loss,
+    reading_alignment,
+)
+from mnaft_core.models.organism.reading import Charset, Line, LineRenderer, to_grid
+from mnaft_core.models.processor import train_tokenizer
+from mnaft_core.models.prompts import Example, encode
 
 ROOT = Path(__file__).resolve().parents[3]
 PAIRS = [
@@ -156,3 +165,48 @@ def test_committed_organism_is_what_its_manifest_says() -> None:
     committed = load_model(ROOT / "configs/organism.yaml", BootstrapConfig)
     assert manifest["config"] == json.loads(committed.model_dump_json())
     assert json.loads((ASSETS / "nllb-organism" / MANIFEST).read_text()) == manifest
+
+
+def test_reading_alignment_points_each_token_at_its_columns(toy: tuple[BootstrapConfig, Path]) -> None:
+    cfg, _ = toy
+    lines = [Line("en", "Open file"), Line("de", "Neuer Ordner")]
+    tokenizer = train_tokenizer([x.text for x in lines] * 5 + ["Read the text in the image."], 300)
+    model, processor = build_mllm(tokenizer, cfg.organism, cfg.data.render)
+    renderer = LineRenderer(lines, cfg.data.render, seed=3)
+    mixture = TaskMixture(renderer, [], reading_share=0.99, seed=0)
+    examples, layout = mixture.batch(3)
+    examples.append(Example("translate_text", "en", "de", text="Save", target="Speichern"))
+    layout.append(None)
+    batch = encode(processor, examples, with_target=True)
+    merge, patch = cfg.organism.vision.merge_size, cfg.organism.vision.patch_size
+    mask = reading_alignment(batch, examples, layout, tokenizer, model.config.image_token_id, patch, merge)
+    grids = batch["image_grid_thw"].tolist()
+    for b, (ex, lay) in enumerate(zip(examples[:3], layout[:3], strict=True)):
+        assert lay is not None and ex.target is not None
+        width, spans = lay
+        cols = grids[b][2] // merge
+        image_pos = (batch["input_ids"][b] == model.config.image_token_id).nonzero().flatten().tolist()
+        enc = tokenizer(ex.target, add_special_tokens=False, return_offsets_mapping=True)
+        start = batch["input_ids"].shape[1] - len(enc["input_ids"]) - 1  # the response ends with <|im_end|>
+        for k, (a, _) in enumerate(enc["offset_mapping"]):
+            picked = mask[b, start + k - 1].nonzero().flatten().tolist()
+            assert picked and set(picked) <= set(image_pos)  # only image tokens, of both merged rows
+            centre = (spans[a][0] + spans[a][1]) / 2 * cols * patch * merge / width
+            columns = {image_pos.index(p) % cols for p in picked}
+            assert int(centre // (patch * merge)) in columns, (ex.target, k)
+        assert mask[b, start + len(enc["input_ids"]) - 1].sum() == 0  # <|im_end|> shows nothing
+    assert mask[3].sum() == 0  # translation examples are not guided
+    vocab = len(tokenizer)
+    idx, target = column_targets(examples, layout, grids, tokenizer, patch, merge, vocab)
+    assert len(idx) == len(target) > 0 and torch.allclose(target.sum(-1), torch.ones(len(idx)))
+    n_image_tokens = sum(t * h * w // merge**2 for t, h, w in grids)
+    assert int(idx.max()) < n_image_tokens
+    first = examples[0].target
+    assert first is not None
+    first_id = tokenizer(first[0], add_special_tokens=False)["input_ids"][0]
+    assert target[:, first_id].max() > 0  # the first character is some column's target
+    # the loss: ~0 when the guided head looks only where it should, large when it looks elsewhere
+    heads, n = 2, mask.shape[-1]
+    on = mask.float().unsqueeze(1).expand(-1, heads, -1, -1) / mask.sum(-1).clamp(min=1)[:, None, :, None]
+    off = (1.0 - mask.float()).unsqueeze(1).expand(-1, heads, -1, -1) / n
+    assert guided_attention_loss([on], mask) < 1e-4 and guided_attention_loss([off], mask) > 5.0
