@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -e '.[test]'
+	@# the UI test looks at the Prefect UI in Debian's headless Chromium (skipped when it is missing)
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }; } || \
+		echo "note: chromium not installed (apt-get install chromium): the UI test will be skipped"
 	touch $@
 
 install: $(VENV)/.installed

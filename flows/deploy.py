@@ -59,6 +59,8 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
         for stage, params in stage_params.items()
     ]
     specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", {"store": store}))
+    # started by the profile flow (parts > 1), one flow run per part, each on a free gpu worker
+    specs.append(DeploymentSpec("profile-part", "flows/stages.py:profile_part_flow", "gpu", {"store": store}))
     reprofile = {"profile": c["profile"], "select": c["select"], "store": store}
     specs.append(
         DeploymentSpec(
@@ -82,10 +84,28 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
     return specs
 
 
+def ensure_pools(names: set[str]) -> list[str]:
+    """Create the missing work pools (process type, as `mnaft worker` serves them); the names created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    created = []
+    with get_client(sync_client=True) as client:
+        for name in sorted(names):
+            try:
+                client.read_work_pool(name)
+            except ObjectNotFound:
+                client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+                created.append(name)
+    return created
+
+
 def deploy(specs: list[DeploymentSpec], source: Path = ROOT) -> list[str]:
-    """Register ``specs`` (work pools must exist: `prefect work-pool create cpu --type process`)."""
+    """Register ``specs`` from the checkout at ``source``, creating missing work pools first."""
     from prefect import flow
 
+    ensure_pools({spec.pool for spec in specs})
     ids = []
     for spec in specs:
         f = flow.from_source(source=str(source), entrypoint=spec.entrypoint)

@@ -18,7 +18,7 @@ from tasks.bootstrap import install as install_organism
 from tasks.data import data_task
 from tasks.evaluate import evaluate_task
 from tasks.finetune import finetune_task
-from tasks.profile import profile_task
+from tasks.profile import profile_part_task, profile_task
 from tasks.select import select_task
 
 
@@ -41,10 +41,51 @@ def data_flow(config: DataConfig, store: str = DEFAULT_STORE) -> str:
 
 @flow(name="profile", log_prints=True)
 def profile_flow(
-    model: ModelConfig, config: ProfileConfig, data_key: str | None = None, store: str = DEFAULT_STORE
+    model: ModelConfig,
+    config: ProfileConfig,
+    data_key: str | None = None,
+    store: str = DEFAULT_STORE,
+    parts: int = 1,
 ) -> str:
-    """Per-neuron statistics of ``model`` on the dataset (newest one unless ``data_key`` is given)."""
-    return profile_task(model, config, newest(store, "data", data_key), store)
+    """Per-neuron statistics of ``model`` on the dataset (newest one unless ``data_key`` is given).
+
+    ``parts > 1`` splits the shards over that many `profile-part` flow runs first (deployed: each on a
+    worker of its pool, all at once; not deployed: one after another), then publishes the whole.
+    """
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
+    data_key = newest(store, "data", data_key)
+    if parts > 1:
+        _run_parts(model, config, data_key, store, parts)
+    return profile_task(model, config, data_key, store)
+
+
+@flow(name="profile-part", log_prints=True)
+def profile_part_flow(
+    model: ModelConfig, config: ProfileConfig, data_key: str, store: str, part: int, parts: int
+) -> list[int]:
+    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store."""
+    return profile_part_task(model, config, data_key, store, part, parts)
+
+
+def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: str, parts: int) -> None:
+    from prefect import runtime
+    from prefect.deployments import run_deployment
+
+    args = {"model": model, "config": config, "data_key": data_key, "store": store, "parts": parts}
+    if runtime.deployment.id is None:  # a local run: the parts are subflows, one after another
+        for part in range(parts):
+            profile_part_flow(model, config, data_key, store, part, parts)
+        return
+    runs = [
+        run_deployment(
+            "profile-part/profile-part", parameters={**args, "part": part}, timeout=None, as_subflow=True
+        )
+        for part in range(parts)
+    ]
+    failed = [r.name for r in runs if not (r.state and r.state.is_completed())]  # type: ignore[union-attr]
+    if failed:
+        raise RuntimeError(f"profile parts did not complete: {', '.join(failed)}; rerun to resume them")
 
 
 @flow(name="select", log_prints=True)

@@ -176,6 +176,12 @@ class ArtifactStore:
             return f"{self.root}/{rel}"
         return self.fs.unstrip_protocol(f"{self.root}/{rel}")
 
+    def resumable_dir(self, stage: str, key: str) -> Path:
+        """Where a resumable writer of ``stage/key`` stages its work: inside a local store (so workers
+        sharing the folder share it), in the local cache for a remote one."""
+        base = Path(self.root) / STAGING if self.is_local else self.cache_dir.parent / "staging"
+        return base / f"{validate_stage(stage)}-{validate_key(key)}-resumable"
+
     # -- writing ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def writer(
@@ -197,8 +203,7 @@ class ArtifactStore:
         validate_stage(stage)
         validate_key(key)
         if resumable:
-            base = Path(self.root) / STAGING if self.is_local else self.cache_dir.parent / "staging"
-            staging = base / f"{stage}-{key}-resumable"
+            staging = self.resumable_dir(stage, key)
             staging.mkdir(parents=True, exist_ok=True)
         elif self.is_local:
             base = Path(self.root) / STAGING

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from mnaft_core.selection.from_profile import MASK_FILE
 from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
+from mnaft_core.training.launch import METRICS, LaunchSpec, torchrun_command
 from storage import ArtifactStore
 from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
 
@@ -56,10 +59,21 @@ def build_finetune(
     key = finetune_key(model, cfg, data_key, mask_key, max_train=max_train)
 
     def build(out: Path) -> dict[str, Any]:
-        loaded = load_mllm(model)
-        samples = load_samples(st.open("data", data_key).local_dir(), "train", limit=max_train or None)
-        mask = NeuronMask.load(st.open("select", mask_key).local_path(MASK_FILE)) if mask_key else None
+        dataset = st.open("data", data_key).local_dir()
+        mask_path = st.open("select", mask_key).local_path(MASK_FILE) if mask_key else None
         run_dir = st.cache_dir.parent / "runs" / f"{STAGE}-{key}"  # checkpoints survive a killed run
+        if cfg.processes > 1:  # data parallel: torchrun starts one process per GPU (gloo on CPU)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            spec = LaunchSpec(model.model_dump(mode="json"), cfg.model_dump(mode="json"), str(dataset),
+                              str(run_dir), str(out), str(mask_path) if mask_path else None,
+                              mask_key or "", max_train).write(run_dir / "launch.json")  # fmt: skip
+            done = subprocess.run(torchrun_command(spec, cfg.processes), check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"torchrun exited with {done.returncode}; checkpoints kept in {run_dir}")
+            return dict(json.loads((out / METRICS).read_text()))
+        loaded = load_mllm(model)
+        samples = load_samples(dataset, "train", limit=max_train or None)
+        mask = NeuronMask.load(mask_path) if mask_path else None
         return finetune(
             loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "", on_progress=on_progress
         )

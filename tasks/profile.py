@@ -27,6 +27,15 @@ def profile_key(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: st
     return stage_key(STAGE, cfg, {**model_input(model), "data": data_key}, PACKAGES)
 
 
+def _setup(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str):  # type: ignore[no-untyped-def]
+    """The loaded model, the plan and the store attributes: identical for the whole run and its parts."""
+    loaded = load_mllm(model)
+    dataset = ArtifactStore(store).open("data", data_key).local_dir()
+    the_plan = plan(load_samples(dataset, cfg.split, limit=cfg.max_samples_per_direction), cfg)
+    attrs = {"fingerprint": model_fingerprint(loaded.model), "data_key": data_key, "model": loaded.source}
+    return loaded, the_plan, attrs
+
+
 def build_profile(
     model: ModelConfig,
     cfg: ProfileConfig,
@@ -35,25 +44,13 @@ def build_profile(
     progress: bool = True,
     on_progress: ProgressFn | None = None,
 ) -> str:
-    """Profile and publish; a killed run resumes from its last finished shard on the next call."""
-    st = ArtifactStore(store)
-    dataset = st.open("data", data_key).local_dir()
+    """Profile and publish; a killed run resumes from its last finished shard on the next call, and
+    shards that parts (``profile_part``) already wrote are not profiled again."""
 
     def build(out: Path) -> dict[str, Any]:
-        loaded = load_mllm(model)
-        samples = load_samples(dataset, cfg.split, limit=cfg.max_samples_per_direction)
-        the_plan = plan(samples, cfg)
-        attrs = {"fingerprint": model_fingerprint(loaded.model), "data_key": data_key, "model": loaded.source}
-        root = run_profile(
-            loaded.model,
-            loaded.processor,
-            the_plan,
-            cfg,
-            out / STATS_DIR,
-            attrs,
-            progress=progress,
-            on_progress=on_progress,
-        )
+        loaded, the_plan, attrs = _setup(model, cfg, data_key, store)
+        root = run_profile(loaded.model, loaded.processor, the_plan, cfg, out / STATS_DIR, attrs,
+                           progress=progress, on_progress=on_progress)  # fmt: skip
         if pending := pending_shards(root):
             raise RuntimeError(f"profile left {len(pending)} shards unfinished")
         return {
@@ -67,6 +64,34 @@ def build_profile(
     inputs = {**model_input(model), "data": data_key}
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"), inputs=inputs, packages=PACKAGES,
                    build=build, resumable=True)  # fmt: skip
+
+
+def profile_part(
+    model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str, part: int, parts: int
+) -> list[int]:
+    """Profile shards ``part, part + parts, ...`` into the run's shared staging store; the shards written.
+
+    Parts write disjoint whole chunks of one Zarr store, so any number run at once (one flow run each,
+    on as many workers); the profile stage afterwards finds them done and publishes. The staging store
+    must be visible to every part: a local store folder (shared between machines if they mount it).
+    """
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not in 0..{parts - 1}")
+    st = ArtifactStore(store)
+    if not st.is_local:
+        raise ValueError(
+            f"{store}: profiling in parts needs a store folder every part can write (local or shared "
+            "mount); with an object store run the profile stage whole (parts: 1)"
+        )
+    key = profile_key(model, cfg, data_key)
+    if st.has(STAGE, key):
+        return []
+    loaded, the_plan, attrs = _setup(model, cfg, data_key, store)
+    mine = list(range(part, len(the_plan.shards), parts))
+    out = st.resumable_dir(STAGE, key) / STATS_DIR
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_profile(loaded.model, loaded.processor, the_plan, cfg, out, attrs, only_shards=mine, progress=False)
+    return mine
 
 
 @task(
@@ -87,3 +112,11 @@ def profile_task(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: s
         description=key,
     )
     return key
+
+
+@task(name="profile-part")
+def profile_part_task(
+    model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str, part: int, parts: int
+) -> list[int]:
+    """One part of a profile run split across workers (see ``profile_part``)."""
+    return profile_part(model, cfg, data_key, store, part, parts)

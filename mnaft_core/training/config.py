@@ -46,6 +46,13 @@ class FinetuneConfig(StrictModel):
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
     log_every: int = Field(1, ge=1, le=100_000, description="steps between metric log lines")
+    processes: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="data-parallel processes on this machine (torchrun --nproc_per_node; one per GPU): "
+        "each takes a slice of every batch, gradients are averaged",
+    )
 
     @model_validator(mode="after")
     def _warmup(self) -> FinetuneConfig:

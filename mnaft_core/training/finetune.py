@@ -21,7 +21,7 @@ from mnaft_core.selection.mask import NeuronMask, model_fingerprint
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.export import save_neuron_delta
 from mnaft_core.training.methods import prepare
-from mnaft_core.training.trainer import TrainResult, train
+from mnaft_core.training.trainer import TrainResult, train, world
 
 MODEL_DIR = "model"
 DELTA_FILE = "neuron_delta.safetensors"
@@ -69,6 +69,8 @@ def finetune(
         on_progress=on_progress,
     )
     merged = trainable.merged()
+    if world()[0] != 0:  # under torchrun, rank 0 writes the checkpoint
+        return {"method": cfg.method, "steps": result.steps, "final_loss": result.final_loss}
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir / MODEL_DIR)  # type: ignore[operator]
     loaded.processor.save_pretrained(out_dir / MODEL_DIR)

@@ -3,6 +3,10 @@
 Batches hold one direction each (so mnaft can train that direction's neurons); their order is a pure
 function of (seed, epoch), which, with restored optimizer and RNG state, makes a resumed run end with
 the same weights as an uninterrupted one (exactly, on CPU).
+
+Under torchrun (an initialised process group) every rank takes its slice of each batch and the
+gradients of the trainable parameters are averaged before the step: one all-reduce per step, on the
+trainable parameters only (mnaft's are a few thousand values). Rank 0 writes checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from mnaft_core._base import ProgressFn
@@ -88,6 +93,27 @@ def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
     )
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless running in an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(params: Sequence[torch.Tensor], extra: torch.Tensor, size: int) -> torch.Tensor:
+    """All-reduce the gradients (flattened into one buffer) and ``extra``; both divided by ``size``."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [extra.float().reshape(-1)])
+    dist.all_reduce(flat)
+    flat /= size
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(g).to(g.dtype)
+        offset += n
+    return flat[offset:]
+
+
 def _move(inputs: Inputs, device: torch.device) -> Inputs:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
 
@@ -109,12 +135,16 @@ def train(
     micro-batch. ``stop_after`` ends the run early after that many steps (tests use it to simulate a kill).
     """
     device = torch.device(device)
+    rank, size = world()
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     named = trainable.parameters()
     if not named:
         raise TrainingError("nothing to train: the method left no trainable parameter")
     params = [p for _, p in named]
+    if size > 1:  # every rank starts from rank 0's trainable values (LoRA's random init included)
+        for p in params:
+            dist.broadcast(p.data, 0)
     opt = torch.optim.AdamW(
         params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95), foreach=False
     )
@@ -138,13 +168,17 @@ def train(
         if log_path.exists()
         else []
     )
-    log_path.write_text("".join(ln + "\n" for ln in kept))
+    if rank == 0:
+        log_path.write_text("".join(ln + "\n" for ln in kept))
     plan = plan_epoch(directions, cfg.batch_size, cfg.seed, state.epoch)
     log: list[dict[str, Any]] = []
     tokens_total, loss_value, t0 = 0, float("nan"), time.perf_counter()
     end = cfg.steps if stop_after is None else min(cfg.steps, state.step + stop_after)
     bar = tqdm(
-        total=cfg.steps, initial=state.step, disable=not progress, desc=f"train {_method_name(trainable)}"
+        total=cfg.steps,
+        initial=state.step,
+        disable=not progress or rank != 0,
+        desc=f"train {_method_name(trainable)}",
     )
     try:
         while state.step < end:
@@ -160,7 +194,10 @@ def train(
                     plan = plan_epoch(directions, cfg.batch_size, cfg.seed, state.epoch)
                 ref = plan[state.batch_in_epoch]
                 state.batch_in_epoch += 1
-                languages, inputs = collate(ref.direction, ref.indices)
+                mine = ref.indices[rank::size]
+                if not mine:  # a batch smaller than the world: this rank adds zero gradients
+                    continue
+                languages, inputs = collate(ref.direction, mine)
                 inputs = _move(inputs, device)
                 trainable.activate(languages)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -169,6 +206,10 @@ def train(
                 loss_sum += loss.detach()
                 if "labels" in inputs:
                     step_tokens += int((inputs["labels"][:, 1:] != -100).sum())
+            if size > 1:
+                extra = torch.stack([loss_sum.float(), torch.tensor(float(step_tokens), device=device)])
+                loss_sum, tokens_sum = _average_gradients(params, extra, size)
+                step_tokens = round(float(tokens_sum) * size)
             loss_value = float(loss_sum) / cfg.grad_accum  # one host sync per step, for the log and NaN check
             if not math.isfinite(loss_value):
                 last = latest_checkpoint(run_dir)
@@ -187,7 +228,7 @@ def train(
             row = {"step": state.step, "loss": loss_value, "lr": lr, "tokens": step_tokens,
                    "tokens_per_s": step_tokens / dt if dt > 0 else 0.0, "seconds": dt}  # fmt: skip
             log.append(row)
-            if state.step % cfg.log_every == 0 or state.step == end:
+            if rank == 0 and (state.step % cfg.log_every == 0 or state.step == end):
                 with log_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             bar.update(1)
@@ -195,7 +236,10 @@ def train(
                 on_progress(state.step, cfg.steps)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                save_checkpoint(run_dir, state, trainable_state(trainable), opt, cfg.keep_checkpoints)
+                if rank == 0:
+                    save_checkpoint(run_dir, state, trainable_state(trainable), opt, cfg.keep_checkpoints)
+                if size > 1:
+                    dist.barrier()  # nobody runs ahead of a checkpoint it might resume from
     except torch.cuda.OutOfMemoryError as err:
         raise TrainingError(
             f"CUDA out of memory at step {state.step} (batch_size={cfg.batch_size}, "
