@@ -3,8 +3,9 @@
 For every MLP site the hook sees the activation tensor ``a`` (tokens x neurons) and a group id per token
 (image / instruction / response; padding goes to a discard slot). It adds, per group and neuron:
 tokens seen, tokens with ``a > 0``, sum of ``a``, sum of ``a**2`` and, when a backward pass follows,
-the first-order Taylor importance ``sum |a * dL/da|``. Everything is ``index_add_`` into preallocated
-device tensors: no boolean indexing, no ``.item()``, so a batch never waits for the host. ``flush``
+the first-order Taylor importance ``sum |a * dL/da|``. Each is a (groups x tokens) one-hot matrix times
+the activations, added into preallocated device tensors: no boolean indexing, no ``.item()``, so a batch
+never waits for the host (and a GEMM beats a scattered ``index_add_`` on CPU and GPU alike). ``flush``
 moves the totals to the host in float64 and zeroes the device buffers (do it once per shard, so float32
 sums never grow large enough to lose precision).
 
@@ -78,6 +79,7 @@ class ModuleRecorder:
     sample_sizes: torch.Tensor | None = None  # (batch_samples,) tokens per sample, when unequal
     _buf: _Buffers = field(init=False)
     _samples: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
+    _onehot: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         g, n_layers = len(GROUPS) + 1, len(self.sites)
@@ -106,21 +108,27 @@ class ModuleRecorder:
 
     def record(self, layer: int, a: torch.Tensor) -> None:
         flat = a.reshape(-1, a.shape[-1])
-        slots = self._slot_ids(flat.shape[0])
         af = flat.detach().float()
         b = self._buf
+        if layer == 0 or self._onehot is None or self._onehot[1].shape[1] != af.shape[0]:
+            # a forward starts at layer 0: the token -> group map holds for all its layers
+            slots = self._slot_ids(af.shape[0])
+            groups = torch.arange(len(GROUPS) + 1, device=self.device)
+            self._onehot = (slots, (slots.unsqueeze(0) == groups.unsqueeze(1)).float())
+        slots, onehot = self._onehot
         if layer == 0:
-            b.tokens.index_add_(0, slots, torch.ones_like(slots, dtype=b.tokens.dtype))
-        b.stats["active"][:, layer].index_add_(0, slots, (af > 0).float())
-        b.stats["sum"][:, layer].index_add_(0, slots, af)
-        b.stats["sumsq"][:, layer].index_add_(0, slots, af * af)
+            b.tokens += onehot.sum(1)
+        # per-group sums as one small matrix product each: (groups x tokens) @ (tokens x neurons)
+        b.stats["active"][:, layer] += onehot @ (af > 0).float()
+        b.stats["sum"][:, layer] += onehot @ af
+        b.stats["sumsq"][:, layer] += onehot @ (af * af)
         if self._samples is not None:
             self._record_samples(layer, slots, af)
         if self.taylor and a.requires_grad:
             target = b.stats["taylor"][:, layer]
 
             def add_taylor(grad: torch.Tensor) -> None:
-                target.index_add_(0, slots, (af * grad.reshape(af.shape).float()).abs())
+                target.add_(onehot @ (af * grad.reshape(af.shape).float()).abs())
 
             a.register_hook(add_taylor)
 
