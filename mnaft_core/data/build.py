@@ -146,7 +146,7 @@ def build_dataset(cfg: DataConfig, progress: bool = True) -> DatasetBuild:
     cache: dict[tuple[str, str], Rendered] = {}
     first_error: dict[str, str] = {}
     total = sum(min(len(c), cap_of(s, cfg.split)) for _, s, c in plan)
-    bar = tqdm(total=total, desc="render", unit="img", disable=not progress)
+    bar = tqdm(total=total, desc="render", unit="img", disable=None if progress else True)
     for d, split, cands in plan:
         kept, cap = 0, cap_of(split, cfg.split)
         for p in cands:

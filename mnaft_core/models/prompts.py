@@ -171,7 +171,9 @@ def generate(
     tok = processor.tokenizer
     outputs: list[str] = []
     try:
-        for start in tqdm(range(0, len(examples), batch_size), desc="generate", disable=not progress):
+        for start in tqdm(
+            range(0, len(examples), batch_size), desc="generate", disable=None if progress else True
+        ):
             chunk = examples[start : start + batch_size]
             batch = model_inputs(encode(processor, chunk, with_target=False), device)
             gen = model.generate(  # type: ignore[operator]

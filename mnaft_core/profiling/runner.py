@@ -183,7 +183,7 @@ def run_profile(
         else None
     )
     total = sum(the_plan.shards[i].stop - the_plan.shards[i].start for i in todo)
-    bar = tqdm(total=total, desc="profile", unit="sample", disable=not progress)
+    bar = tqdm(total=total, desc="profile", unit="sample", disable=None if progress else True)
     done = 0
     try:
         with recording(model, list(recorders.values())):

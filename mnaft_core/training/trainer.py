@@ -177,7 +177,7 @@ def train(
     bar = tqdm(
         total=cfg.steps,
         initial=state.step,
-        disable=not progress or rank != 0,
+        disable=True if not progress or rank != 0 else None,  # None: only on a terminal
         desc=f"train {_method_name(trainable)}",
     )
     try:
