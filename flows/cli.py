@@ -444,3 +444,7 @@ def translate(
             print(f"{img_path}\t{text}")
     if failed:
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # python -m flows.cli, as the console script `mnaft`
+    app()

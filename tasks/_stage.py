@@ -95,6 +95,13 @@ def artifact_key(name: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-") or "artifact"
 
 
+def with_pictures(markdown: str, store: str, stage: str, key: str) -> str:
+    """A stored Markdown report for the UI: its relative picture links (right in the store folder, dead
+    in the UI) dropped, the stage's pictures appended as ``show_pictures`` gives them."""
+    kept = re.sub(r"!\[[^\]]*\]\((?![a-z]+:)[^)]*\.png\)\n?", "", markdown)
+    return kept.rstrip() + "\n\n" + show_pictures(store, stage, key)
+
+
 def show_pictures(store: str, stage: str, key: str) -> str:
     """Image artifacts for the stage's PNGs (and a link to its folder) and the Markdown that shows them.
 
@@ -112,7 +119,7 @@ def show_pictures(store: str, stage: str, key: str) -> str:
         if url is not None:
             desc = f"{stage} `{key}`: {entry.path}"
             create_image_artifact(image_url=url, key=artifact_key(f"{stage}-{name}"), description=desc)
-            lines.append(f"[![{name}]({url})]({url})")
+            lines.append(f"![{name}]({url})")
         elif entry.size <= INLINE_MAX_BYTES:
             png = base64.b64encode(art.read_bytes(entry.path)).decode()
             lines.append(f"![{name}](data:image/png;base64,{png})")

@@ -13,7 +13,7 @@ from mnaft_core.data.build import build_dataset, write_dataset
 from mnaft_core.data.card import write_card
 from mnaft_core.data.config import DataConfig
 from storage import ArtifactStore
-from tasks._stage import publish, show_pictures, stage_key, store_cache
+from tasks._stage import publish, stage_key, store_cache, with_pictures
 
 STAGE = "data"
 PACKAGES = ("mnaft_core.data",)
@@ -47,6 +47,6 @@ def data_task(cfg: DataConfig, store: str) -> str:
     card = json.loads(art.read_bytes("card.json"))
     rows = [{"direction": d, **dict(splits)} for d, splits in sorted(card.get("counts", {}).items())]
     create_table_artifact(key="dataset-summary", table=rows, description=f"dataset {key}: pairs per split")
-    card_md = art.read_bytes("card.md").decode() + "\n\n" + show_pictures(store, STAGE, key)
+    card_md = with_pictures(art.read_bytes("card.md").decode(), store, STAGE, key)
     create_markdown_artifact(key="dataset-card", markdown=card_md, description=key)
     return key

@@ -20,10 +20,10 @@ from tasks._stage import (
     MODEL_CODE,
     model_input,
     publish,
-    show_pictures,
     stage_key,
     stage_progress,
     store_cache,
+    with_pictures,
 )
 
 STAGE = "evaluate"
@@ -90,7 +90,7 @@ def evaluate_task(
     create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
     create_markdown_artifact(
         key="evaluation-report",
-        markdown=art.read_bytes("report.md").decode() + "\n\n" + show_pictures(store, STAGE, key),
+        markdown=with_pictures(art.read_bytes("report.md").decode(), store, STAGE, key),
         description=key,
     )
     return key

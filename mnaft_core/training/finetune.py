@@ -57,6 +57,7 @@ def finetune(
     """Train, then save the merged model (+ processor) and, for mnaft, the neuron delta; returns metrics."""
     model = loaded.model
     fingerprint = model_fingerprint(model) if mask is not None else None
+    torch.manual_seed(cfg.seed)  # LoRA's initialisation is random: the seed makes a run repeatable
     trainable = prepare(model, cfg, mask, fingerprint)
     result: TrainResult = train(
         trainable,

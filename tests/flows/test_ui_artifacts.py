@@ -8,9 +8,10 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from storage import ArtifactStore
-from tasks._stage import INLINE_MAX_BYTES, artifact_key, show_pictures, stage_progress
+from tasks._stage import INLINE_MAX_BYTES, artifact_key, show_pictures, stage_progress, with_pictures
 
 KEY = "00112233aabbccdd"
 
@@ -31,9 +32,31 @@ def _show(store: str) -> str:
 
 def _artifact(key: str) -> object:
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
+        )
     assert found, f"no artifact {key!r}"
-    return found[-1]
+    return found[0]  # the newest: other tests in the session create artifacts with the same keys
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_stored_reports_lose_their_dead_relative_pictures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNAFT_STORE_HTTP", "http://127.0.0.1:4280")
+    store = _store(tmp_path)
+
+    @flow
+    def show() -> str:
+        card = "# Card\n\n![plot](sample_embedding_language.png)\n![web](http://x/y.png)\n"
+        return with_pictures(card, store, "select", KEY)
+
+    md = show()
+    assert "](sample_embedding_language.png)" not in md and "![web](http://x/y.png)" in md
+    assert (
+        f"![sample_embedding_language](http://127.0.0.1:4280/select/{KEY}/sample_embedding_language.png)"
+        in md
+    )
 
 
 def test_artifact_keys_follow_prefects_rules() -> None:
@@ -46,7 +69,7 @@ def test_pictures_link_to_the_served_store(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("MNAFT_STORE_HTTP", "http://127.0.0.1:4280")
     md = _show(_store(tmp_path))
     url = f"http://127.0.0.1:4280/select/{KEY}/sample_embedding_language.png"
-    assert f"[![sample_embedding_language]({url})]({url})" in md
+    assert f"![sample_embedding_language]({url})" in md
     assert "table.parquet" not in md and "data:image" not in md
     image = _artifact("select-sample-embedding-language")
     assert image.type == "image" and image.data == url  # type: ignore[attr-defined]
@@ -68,13 +91,13 @@ def test_progress_artifact_follows_the_loop_and_ends_at_100() -> None:
 
     @flow
     def long_stage() -> None:
-        with stage_progress("profile", KEY, "profiling", every_s=0.0) as report:
+        with stage_progress("progress-test", KEY, "a long stage", every_s=0.0) as report:
             report(1, 4)
-            seen.append(_artifact("profile-progress").data)  # type: ignore[attr-defined]
+            seen.append(_artifact("progress-test-progress").data)  # type: ignore[attr-defined]
             report(3, 4)
-            seen.append(_artifact("profile-progress").data)  # type: ignore[attr-defined]
-        seen.append(_artifact("profile-progress").data)  # type: ignore[attr-defined]
+            seen.append(_artifact("progress-test-progress").data)  # type: ignore[attr-defined]
+        seen.append(_artifact("progress-test-progress").data)  # type: ignore[attr-defined]
 
     long_stage()
     assert seen == [25.0, 75.0, 100.0]
-    assert _artifact("profile-progress").type == "progress"
+    assert _artifact("progress-test-progress").type == "progress"

@@ -101,6 +101,8 @@ def _chromium(url: str, *, screenshot: Path | None = None) -> str:
             [*args, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=120
         )
     out = subprocess.run([*args, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
+    if screenshot is not None:
+        screenshot.with_suffix(".html").write_text(out.stdout)
     return out.stdout
 
 
@@ -127,7 +129,9 @@ def test_flow_run_and_its_artifacts_render_in_the_ui(server: str, tmp_path: Path
         assert run.returncode == 0, run.stdout + run.stderr
 
         runs = _api(server, "flow_runs/filter", {})
-        assert isinstance(runs, list) and len(runs) == 1 and runs[0]["state_type"] == "COMPLETED"
+        assert isinstance(runs, list) and len(runs) == 1 and runs[0]["state_type"] == "COMPLETED", (
+            run.stdout[-3000:] + run.stderr[-3000:]
+        )
         flow_run = runs[0]
         arts = _api(server, "artifacts/filter", {})
         assert isinstance(arts, list)

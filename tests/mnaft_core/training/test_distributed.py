@@ -38,7 +38,7 @@ WORDS = [
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("ddp")
     tsv = root / "pairs.tsv"
-    tsv.write_text("src_text\ttgt_text\n" + "".join(f"{w}\t{w.upper()}\n" for w in WORDS))
+    tsv.write_text("src_text\ttgt_text\n" + "".join(f"{w}\tdas {w[::-1].lower()}\n" for w in WORDS))
     data = DataConfig.model_validate(
         {
             "directions": [{"src": "en", "tgt": "de"}],
@@ -53,6 +53,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _launch(setup: tuple[Path, Path], tmp: Path, processes: int, method: str) -> Path:
     model, data = setup
+    tmp.mkdir(parents=True, exist_ok=True)
     cfg = FinetuneConfig(method=method, steps=3, batch_size=4, warmup_steps=0, lr=1e-2, checkpoint_every=2,
                          processes=processes)  # type: ignore[arg-type]  # fmt: skip
     spec = LaunchSpec(ModelConfig(name_or_path=str(model), device="cpu").model_dump(mode="json"),
