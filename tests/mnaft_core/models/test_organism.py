@@ -151,14 +151,16 @@ def test_organism_data_splits_like_the_demo() -> None:
 
 @pytest.mark.skipif(not (ASSETS / "organism" / MANIFEST).is_file(), reason="organism not bootstrapped")
 def test_committed_organism_is_what_its_manifest_says() -> None:
-    """The committed files: within the size budget, built from the committed config, measured.
+    """The committed files: within the size and time budgets, built from the committed config, measured,
+    reading (issue 3: CER <= 0.10) and worse at image translation than its own read-then-translate.
 
-    The reading and gap targets are *not* asserted: the committed organism misses them (README,
-    docs/organism.md); its measured values are checked for presence and range only.
+    Text chrF is not asserted: it misses the issue's aim of 40 (README, docs/organism.md).
     """
     manifest = json.loads((ASSETS / "organism" / MANIFEST).read_text())
     overall = manifest["metrics"]["overall"]
-    assert overall["reading_cer"] >= 0.0 and 0.0 <= overall["text_chrf"] <= 100.0
+    assert overall["reading_cer"] <= 0.10 and 0.0 <= overall["text_chrf"] <= 100.0
+    assert overall["zero_shot_image_chrf"] < overall["own_cascade_chrf"]
+    assert manifest["seconds"]["train"] + manifest["seconds"]["measure"] <= 3600
     assert 0.0 <= manifest["stages"]["reading_ctc"]["val_cer"] <= 1.0
     size = sum(f.stat().st_size for d in ("organism", "nllb-organism") for f in (ASSETS / d).iterdir())
     assert size <= 25 * 2**20
@@ -210,3 +212,25 @@ def test_reading_alignment_points_each_token_at_its_columns(toy: tuple[Bootstrap
     on = mask.float().unsqueeze(1).expand(-1, heads, -1, -1) / mask.sum(-1).clamp(min=1)[:, None, :, None]
     off = (1.0 - mask.float()).unsqueeze(1).expand(-1, heads, -1, -1) / n
     assert guided_attention_loss([on], mask) < 1e-4 and guided_attention_loss([off], mask) > 5.0
+
+
+def test_committed_organism_reads_fresh_renderings() -> None:
+    """Not just its manifest: the committed weights read held-out strings drawn in new styles."""
+    from mnaft_core.evaluation.metrics import error_rate
+    from mnaft_core.models.prompts import generate
+
+    outputs = json.loads((ASSETS / "organism" / "test_outputs.json").read_text())
+    lines = [Line(o["direction"].split("-")[0], o["source"]) for o in outputs[::8]]
+    cfg = load_model(ROOT / "configs/organism.yaml", BootstrapConfig)
+    drawn = LineRenderer(lines, cfg.data.render, seed=123)
+    images, texts = [], []
+    for line in lines:
+        got = drawn.draw(line)
+        if got is not None:
+            images.append(got[0])
+            texts.append(line.text)
+    processor = AutoProcessor.from_pretrained(ASSETS / "organism")
+    model = AutoModelForImageTextToText.from_pretrained(ASSETS / "organism", dtype=torch.float32)
+    read = generate(model, processor, [Example("read_image", "", "", image=im) for im in images],
+                    max_new_tokens=32, batch_size=32)  # fmt: skip
+    assert len(texts) >= 12 and error_rate(read, texts) <= 0.2, list(zip(read, texts, strict=True))
