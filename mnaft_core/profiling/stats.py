@@ -80,6 +80,7 @@ class ModuleRecorder:
     _buf: _Buffers = field(init=False)
     _samples: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
     _onehot: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
+    _sample_slot_ids: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         g, n_layers = len(GROUPS) + 1, len(self.sites)
@@ -134,12 +135,12 @@ class ModuleRecorder:
 
     def _record_samples(self, layer: int, slots: torch.Tensor, af: torch.Tensor) -> None:
         assert self._samples is not None
-        ids = self._sample_ids(af.shape[0]) + self.sample_offset
-        ids = torch.where((slots == len(GROUPS)) | (ids < 0), self.sample_slots, ids)
         counts, sums = self._samples
-        if layer == 0:
-            counts.index_add_(0, ids, torch.ones_like(ids, dtype=counts.dtype))
-        sums[:, layer].index_add_(0, ids, af)
+        if layer == 0 or self._sample_slot_ids is None or len(self._sample_slot_ids) != af.shape[0]:
+            ids = self._sample_ids(af.shape[0]) + self.sample_offset  # the same for all layers of a forward
+            self._sample_slot_ids = torch.where((slots == len(GROUPS)) | (ids < 0), self.sample_slots, ids)
+            counts.index_add_(0, self._sample_slot_ids, torch.ones_like(ids, dtype=counts.dtype))
+        sums[:, layer].index_add_(0, self._sample_slot_ids, af)
 
     def _sample_ids(self, n_tokens: int) -> torch.Tensor:
         where = f"{self.sites[0].module} recorder"
