@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow
 
 from mnaft_core.config import DEFAULT_STORE
@@ -70,6 +72,7 @@ def profile_part_flow(
 
 def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: str, parts: int) -> None:
     from prefect import runtime
+    from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     args = {"model": model, "config": config, "data_key": data_key, "store": store, "parts": parts}
@@ -77,13 +80,21 @@ def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: 
         for part in range(parts):
             profile_part_flow(model, config, data_key, store, part, parts)
         return
-    runs = [
+    # timeout=0: start every part before waiting for any (a blocking call per part would serialise them)
+    started = [
         run_deployment(
-            "profile-part/profile-part", parameters={**args, "part": part}, timeout=None, as_subflow=True
+            "profile-part/profile-part", parameters={**args, "part": part}, timeout=0, as_subflow=True
         )
         for part in range(parts)
     ]
-    failed = [r.name for r in runs if not (r.state and r.state.is_completed())]  # type: ignore[union-attr]
+    with get_client(sync_client=True) as client:
+        runs = [r.id for r in started]  # type: ignore[union-attr]
+        while True:
+            states = [client.read_flow_run(i).state for i in runs]
+            if all(st is not None and st.is_final() for st in states):
+                break
+            time.sleep(10)
+    failed = [str(i) for i, st in zip(runs, states, strict=True) if not (st and st.is_completed())]
     if failed:
         raise RuntimeError(f"profile parts did not complete: {', '.join(failed)}; rerun to resume them")
 
