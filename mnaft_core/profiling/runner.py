@@ -25,7 +25,13 @@ from mnaft_core.data.dataset import Sample
 from mnaft_core.models.adapters import MlpSite, neuron_sites
 from mnaft_core.models.prompts import IGNORE, Example, encode, instruction, model_inputs
 from mnaft_core.profiling.stats import GROUPS, HostStats, ModuleRecorder, recording
-from mnaft_core.profiling.zarr_stats import Condition, ModuleShape, create_layout, pending_shards, write_shard
+from mnaft_core.profiling.zarr_stats import (
+    Condition,
+    ModuleShape,
+    ShardWriter,
+    create_layout,
+    pending_shards,
+)
 
 Modality = Literal["image", "text"]
 _TASK: dict[str, Any] = {"image": "translate_image", "text": "translate_text"}
@@ -186,7 +192,7 @@ def run_profile(
     bar = tqdm(total=total, desc="profile", unit="sample", disable=None if progress else True)
     done = 0
     try:
-        with recording(model, list(recorders.values())):
+        with ShardWriter(root) as writer, recording(model, list(recorders.values())):
             for i in todo:
                 shard = the_plan.shards[i]
                 modality = the_plan.conditions[shard.condition].modality
@@ -202,7 +208,7 @@ def run_profile(
                         on_progress(done, total)
                 stats: dict[str, HostStats] = {m: r.flush() for m, r in recorders.items()}
                 means = {m: r.flush_samples() for m, r in recorders.items()} if cfg.sample_means else None
-                write_shard(root, i, stats, means)
+                writer.submit(i, stats, means)  # written in the background while the next shard runs
     finally:
         bar.close()
         if embed_hook is not None:

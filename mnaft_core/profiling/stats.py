@@ -3,11 +3,13 @@
 For every MLP site the hook sees the activation tensor ``a`` (tokens x neurons) and a group id per token
 (image / instruction / response; padding goes to a discard slot). It adds, per group and neuron:
 tokens seen, tokens with ``a > 0``, sum of ``a``, sum of ``a**2`` and, when a backward pass follows,
-the first-order Taylor importance ``sum |a * dL/da|``. Each is a (groups x tokens) one-hot matrix times
-the activations, added into preallocated device tensors: no boolean indexing, no ``.item()``, so a batch
-never waits for the host (and a GEMM beats a scattered ``index_add_`` on CPU and GPU alike). ``flush``
-moves the totals to the host in float64 and zeroes the device buffers (do it once per shard, so float32
-sums never grow large enough to lose precision).
+the first-order Taylor importance ``sum |a * dL/da|``. The three forward statistics are written side by
+side into one reused float32 workspace (3 x tokens x neurons) and reduced per group by one batched
+product with the (groups x tokens) one-hot matrix (a plain column sum where every token has one group,
+as in a vision tower). No boolean indexing, no ``.item()``, no allocation per layer: a batch never waits
+for the host, and on a small model the hook costs a few elementwise passes rather than a dozen ops.
+``flush`` moves the totals to the host in float64 and zeroes the device buffers (do it once per shard,
+so float32 sums never grow large enough to lose precision).
 
 Optionally (``sample_slots > 0``) the recorder also sums each sample's activations over its counted
 tokens, for per-sample mean activations (samples x layer x neuron). Before each forward the runner sets
@@ -49,16 +51,14 @@ class HostStats:
         g = len(GROUPS)
         return cls(np.zeros(g), *(np.zeros((g, layers, neurons)) for _ in STATS))
 
+    def stacked(self) -> NDArray[np.float64]:
+        """(stat, G, L, N) in the order of ``STATS``: the profile store's ``stats`` chunk of a shard."""
+        return np.stack([getattr(self, s) for s in STATS])
+
     def __iadd__(self, other: HostStats) -> HostStats:
         for name in ("tokens", *STATS):
             getattr(self, name).__iadd__(getattr(other, name))
         return self
-
-
-@dataclass
-class _Buffers:
-    tokens: torch.Tensor  # (G+1,)
-    stats: dict[str, torch.Tensor]  # name -> (G+1, L, N)
 
 
 @dataclass
@@ -77,18 +77,22 @@ class ModuleRecorder:
     sample_offset: int = 0  # slot of the batch's first sample in the shard
     batch_samples: int = 0  # samples in the batch (tokens split into equal runs unless sample_sizes)
     sample_sizes: torch.Tensor | None = None  # (batch_samples,) tokens per sample, when unequal
-    _buf: _Buffers = field(init=False)
+    _tokens: torch.Tensor = field(init=False)  # (G+1,)
+    _acc: torch.Tensor = field(init=False)  # (L, 3, G+1, N): active, sum, sumsq
+    _taylor: torch.Tensor = field(init=False)  # (L, G+1, N)
+    _ws: torch.Tensor | None = field(init=False, default=None)  # (3, tokens, N) float32, reused
+    _tws: torch.Tensor | None = field(init=False, default=None)  # (tokens, N) float32, for the backward
     _samples: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
-    _onehot: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, default=None)
+    _slots: torch.Tensor | None = field(init=False, default=None)  # (tokens,) group slot of each token
+    _onehot: torch.Tensor | None = field(init=False, default=None)  # (G+1, tokens) float32
     _sample_slot_ids: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         g, n_layers = len(GROUPS) + 1, len(self.sites)
         # counts in float32 are exact to 2**24 per flush; flush per shard keeps them far below
-        self._buf = _Buffers(
-            torch.zeros(g, device=self.device),
-            {s: torch.zeros(g, n_layers, self.neurons, device=self.device) for s in STATS},
-        )
+        self._tokens = torch.zeros(g, device=self.device)
+        self._acc = torch.zeros(n_layers, 3, g, self.neurons, device=self.device)
+        self._taylor = torch.zeros(n_layers, g, self.neurons, device=self.device)
         if self.sample_slots:
             # one extra slot catches padding tokens, as the discard group does above
             self._samples = (
@@ -107,31 +111,57 @@ class ModuleRecorder:
         ids = self.group_ids.to(self.device)
         return torch.where(ids < 0, len(GROUPS), ids)  # padding -> the discard slot
 
+    def _start_forward(self, n_tokens: int) -> None:
+        """The token -> group map of a forward, shared by all its layers (a forward starts at layer 0)."""
+        slots = self._slot_ids(n_tokens)
+        groups = torch.arange(len(GROUPS) + 1, device=self.device)
+        self._slots = slots
+        self._onehot = (slots.unsqueeze(0) == groups.unsqueeze(1)).float()
+        self._sample_slot_ids = None
+
+    @staticmethod
+    def _reuse(buf: torch.Tensor | None, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """A float32 scratch tensor of ``shape`` (tokens on axis -2), grown only when a batch is longer."""
+        if buf is None or buf.shape[-2] < shape[-2]:
+            buf = torch.empty(shape, dtype=torch.float32, device=device)
+        return buf
+
     def record(self, layer: int, a: torch.Tensor) -> None:
-        flat = a.reshape(-1, a.shape[-1])
-        af = flat.detach().float()
-        b = self._buf
-        if layer == 0 or self._onehot is None or self._onehot[1].shape[1] != af.shape[0]:
-            # a forward starts at layer 0: the token -> group map holds for all its layers
-            slots = self._slot_ids(af.shape[0])
-            groups = torch.arange(len(GROUPS) + 1, device=self.device)
-            self._onehot = (slots, (slots.unsqueeze(0) == groups.unsqueeze(1)).float())
-        slots, onehot = self._onehot
+        flat = a.detach().reshape(-1, a.shape[-1])  # (T, N), the model's dtype
+        n = flat.shape[0]
+        if layer == 0 or self._onehot is None or self._onehot.shape[1] != n:
+            self._start_forward(n)
+        assert self._onehot is not None and self._slots is not None
         if layer == 0:
-            b.tokens += onehot.sum(1)
-        # per-group sums as one small matrix product each: (groups x tokens) @ (tokens x neurons)
-        b.stats["active"][:, layer] += onehot @ (af > 0).float()
-        b.stats["sum"][:, layer] += onehot @ af
-        b.stats["sumsq"][:, layer] += onehot @ (af * af)
+            self._tokens += self._onehot.sum(1)
+        self._ws = self._reuse(self._ws, (3, n, self.neurons), self.device)
+        ws = self._ws[:, :n]  # (3, T, N): a > 0, a, a**2 in float32
+        torch.gt(flat, 0, out=ws[0])
+        ws[1].copy_(flat)
+        torch.mul(ws[1], ws[1], out=ws[2])
+        if self.constant_group is not None:
+            self._acc[layer, :, self.constant_group] += ws.sum(1)
+        else:  # (3, G+1, T) @ (3, T, N): the per-group sums of all three at once
+            self._acc[layer].baddbmm_(self._onehot.expand(3, -1, -1), ws)
         if self._samples is not None:
-            self._record_samples(layer, slots, af)
+            self._record_samples(layer, self._slots, ws[1])
         if self.taylor and a.requires_grad:
-            target = b.stats["taylor"][:, layer]
+            a.register_hook(self._taylor_hook(layer, flat, self._onehot))
 
-            def add_taylor(grad: torch.Tensor) -> None:
-                target.add_(onehot @ (af * grad.reshape(af.shape).float()).abs())
+    def _taylor_hook(self, layer: int, flat: torch.Tensor, onehot: torch.Tensor):  # type: ignore[no-untyped-def]
+        target, group = self._taylor[layer], self.constant_group
 
-            a.register_hook(add_taylor)
+        def add_taylor(grad: torch.Tensor) -> None:
+            self._tws = self._reuse(self._tws, tuple(flat.shape), self.device)
+            w = self._tws[: flat.shape[0]]
+            w.copy_(grad.reshape(flat.shape))
+            w.mul_(flat).abs_()  # |a * dL/da| in float32
+            if group is not None:
+                target[group] += w.sum(0)
+            else:
+                target.addmm_(onehot, w)
+
+        return add_taylor
 
     def _record_samples(self, layer: int, slots: torch.Tensor, af: torch.Tensor) -> None:
         assert self._samples is not None
@@ -167,13 +197,11 @@ class ModuleRecorder:
 
     def flush(self) -> HostStats:
         g = len(GROUPS)
-        b = self._buf
-        out = HostStats(
-            b.tokens[:g].double().cpu().numpy(),
-            *(b.stats[s][:g].double().cpu().numpy() for s in STATS),
-        )
-        b.tokens.zero_()
-        for t in b.stats.values():
+        # (L, 3, G, N) -> (3, G, L, N) and (L, G, N) -> (G, L, N), moved to the host in one copy each
+        acc = self._acc[:, :, :g].permute(1, 2, 0, 3).contiguous().double().cpu().numpy()
+        taylor = self._taylor[:, :g].permute(1, 0, 2).contiguous().double().cpu().numpy()
+        out = HostStats(self._tokens[:g].double().cpu().numpy(), acc[0], acc[1], acc[2], taylor)
+        for t in (self._tokens, self._acc, self._taylor):
             t.zero_()
         return out
 

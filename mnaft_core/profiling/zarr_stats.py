@@ -5,8 +5,9 @@
     stats.zarr/                       attrs: fingerprint, data_key, conditions, groups, sites, templates
       <module>/                       vision | language; attrs: layers, neurons, site paths
         tokens        (shard, group)                  float64   chunks (1, G)
-        active|sum|sumsq|taylor
-                      (shard, group, layer, neuron)   float64   chunks (1, G, L, N)
+        stats         (shard, stat, group, layer, neuron)
+                                                      float64   chunks (1, 4, G, L, N); stat: active, sum,
+                                                              sumsq, taylor (the array's attrs name them)
         condition     (shard,)                        int32     which condition the shard profiled
         sample_mean   (shard, sample, layer, neuron)  float16   chunks (1, S, L, N); optional: per-sample
                                                               mean activation, NaN where no sample
@@ -15,21 +16,32 @@
 A *shard* is one condition over one slice of the samples. Each shard owns whole chunks, so any number
 of workers profiling disjoint shards write into one store without touching each other's chunks
 (partial writes into a shared chunk would lose data). ``done`` is written last, per shard: a run killed
-mid-shard leaves ``done == 0`` there and the resumed run redoes exactly that shard.
+mid-shard leaves ``done == 0`` there and the resumed run redoes exactly that shard. The four statistics
+share one array because every array costs a write (and a metadata file) of its own per shard: a shard
+is three to five chunk writes, issued concurrently. ``ShardWriter`` writes finished shards from a
+background thread, so the next shard's forward passes can overlap the I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 import zarr
+import zarr.api.asynchronous
 from numpy.typing import NDArray
+from zarr.core.sync import sync
 
 from mnaft_core.profiling.stats import GROUPS, STATS, HostStats
+
+LAYOUT_VERSION = 2  # 2: the four statistics in one ``stats`` array per module
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,6 @@ def create_layout(
     should then name each shard's samples.
     """
     n = len(shard_conditions)
-    g = len(GROUPS)
     meta = {
         **attrs,
         "conditions": [
@@ -78,55 +89,71 @@ def create_layout(
         },
         "shards": n,
         "sample_slots": sample_slots,
+        "layout": LAYOUT_VERSION,
     }
     root = zarr.open_group(str(path), mode="a", zarr_format=3)
     if "done" in root:
         existing = dict(root.attrs)
-        for k in ("conditions", "modules", "shards", "fingerprint", "data_key", "sample_slots"):
+        for k in ("layout", "conditions", "modules", "shards", "fingerprint", "data_key", "sample_slots"):
             if existing.get(k) != meta.get(k):
                 raise ValueError(f"{path}: existing profile store differs in {k!r}; refusing to mix profiles")
         return root
     root.attrs.update(meta)
-    for m, s in modules.items():
-        grp = root.create_group(m)
-        grp.attrs.update({"layers": s.layers, "neurons": s.neurons, "sites": list(s.sites)})
-        grp.create_array(
-            "tokens", shape=(n, g), chunks=(1, g), dtype="float64", dimension_names=["shard", "group"]
-        )
-        for name in STATS:
-            grp.create_array(
-                name,
-                shape=(n, g, s.layers, s.neurons),
-                chunks=(1, g, s.layers, s.neurons),
-                dtype="float64",
-                dimension_names=["shard", "group", "layer", "neuron"],
-            )
-        cond = grp.create_array(
-            "condition", shape=(n,), chunks=(n,), dtype="int32", dimension_names=["shard"]
-        )
-        cond[:] = np.asarray(shard_conditions, dtype=np.int32)
-        if sample_slots:
-            grp.create_array(
-                "sample_mean",
-                shape=(n, sample_slots, s.layers, s.neurons),
-                chunks=(1, sample_slots, s.layers, s.neurons),
-                dtype="float16",
-                fill_value=np.nan,
-                dimension_names=["shard", "sample", "layer", "neuron"],
-            )
-    root.create_array("done", shape=(n,), chunks=(1,), dtype="uint8", dimension_names=["shard"], fill_value=0)
+    sync(_create_arrays(str(path), np.asarray(shard_conditions, dtype=np.int32), modules, sample_slots))
     return root
 
 
+async def _create_arrays(
+    path: str, shard_conditions: NDArray[np.int32], modules: Mapping[str, ModuleShape], slots: int
+) -> None:
+    """Every module's arrays, created concurrently (each is a metadata write); ``done`` last of all."""
+    root = await zarr.api.asynchronous.open_group(store=path, mode="a", zarr_format=3)
+    n, g = len(shard_conditions), len(GROUPS)
+    made: list[Any] = []
+    for m, s in modules.items():
+        grp = await root.create_group(m, attributes={"layers": s.layers, "neurons": s.neurons,
+                                                     "sites": list(s.sites)})  # fmt: skip
+        per_layer = (s.layers, s.neurons)
+        made += [
+            grp.create_array("tokens", shape=(n, g), chunks=(1, g), dtype="float64",
+                             dimension_names=["shard", "group"]),
+            grp.create_array("stats", shape=(n, len(STATS), g, *per_layer),
+                             chunks=(1, len(STATS), g, *per_layer), dtype="float64",
+                             dimension_names=["shard", "stat", "group", "layer", "neuron"],
+                             attributes={"stats": list(STATS)}),
+            grp.create_array("condition", shape=(n,), chunks=(n,), dtype="int32",
+                             dimension_names=["shard"]),
+        ]  # fmt: skip
+        if slots:
+            made.append(
+                grp.create_array("sample_mean", shape=(n, slots, *per_layer), chunks=(1, slots, *per_layer),
+                                 dtype="float16", fill_value=np.nan,
+                                 dimension_names=["shard", "sample", "layer", "neuron"])
+            )  # fmt: skip
+    arrays = await asyncio.gather(*made)
+    await asyncio.gather(
+        *(a.setitem(slice(None), shard_conditions) for a in arrays if a.basename == "condition")
+    )
+    await root.create_array("done", shape=(n,), chunks=(1,), dtype="uint8", dimension_names=["shard"],
+                            fill_value=0)  # fmt: skip
+
+
+def _node(group: zarr.Group, name: str) -> Any:
+    try:
+        return group[name]
+    except KeyError as err:
+        raise KeyError(f"{group.store_path}: this profile store has no {name!r}") from err
+
+
 def _array(group: zarr.Group, name: str) -> zarr.Array:
-    arr = group[name]
+    arr = _node(group, name)
     if not isinstance(arr, zarr.Array):
         raise ValueError(f"{group.store_path}/{name}: expected an array, found a group")
     return arr
 
 
 def _group(root: zarr.Group, name: str) -> zarr.Group:
-    grp = root[name]
+    grp = _node(root, name)
     if not isinstance(grp, zarr.Group):
         raise ValueError(f"{root.store_path}/{name}: expected a group, found an array")
     return grp
@@ -144,14 +171,109 @@ def write_shard(
     sample_means: Mapping[str, NDArray[np.float16]] | None = None,
 ) -> None:
     """Write one shard's statistics (whole chunks), then mark it done."""
-    for module, st in stats.items():
-        grp = _group(root, module)
-        _array(grp, "tokens")[shard] = st.tokens
-        for name in STATS:
-            _array(grp, name)[shard] = getattr(st, name)
-    for module, means in (sample_means or {}).items():
-        _array(_group(root, module), "sample_mean")[shard] = means
-    _array(root, "done")[shard] = 1
+    _ShardArrays(root).write(shard, stats, sample_means)
+
+
+class _ShardArrays:
+    """The store's array handles, opened once (opening one re-reads its metadata from the store)."""
+
+    def __init__(self, root: zarr.Group):
+        self.root = root
+        self.done = _array(root, "done")
+        self.modules: dict[str, dict[str, zarr.Array]] = {}
+
+    def _module(self, module: str) -> dict[str, zarr.Array]:
+        if module not in self.modules:
+            grp = _group(self.root, module)
+            names = ("tokens", "stats", *(("sample_mean",) if "sample_mean" in grp else ()))
+            self.modules[module] = {name: _array(grp, name) for name in names}
+        return self.modules[module]
+
+    def write(
+        self,
+        shard: int,
+        stats: Mapping[str, HostStats],
+        sample_means: Mapping[str, NDArray[np.float16]] | None = None,
+    ) -> None:
+        writes: list[tuple[zarr.Array, NDArray[Any]]] = []
+        for module, st in stats.items():
+            arrays = self._module(module)
+            writes += [(arrays["tokens"], st.tokens), (arrays["stats"], st.stacked())]
+        for module, means in (sample_means or {}).items():
+            if "sample_mean" not in (arrays := self._module(module)):
+                raise ValueError(f"{self.root.store_path}/{module}: this profile keeps no per-sample means")
+            writes.append((arrays["sample_mean"], means))
+
+        async def write_all() -> None:  # the shard's chunks concurrently (each is its own file/object)
+            await asyncio.gather(*(arr.async_array.setitem(shard, value) for arr, value in writes))
+
+        sync(write_all())
+        self.done[shard] = 1  # only once every chunk of the shard is stored
+
+
+class ShardWriter:
+    """Writes finished shards in submission order from one background thread; use as a context manager.
+
+    The caller hands over host copies (``flush`` makes them), so the next shard can accumulate while this
+    one is written; at most ``max_pending`` shards wait in memory (a slow store holds the caller back
+    instead of filling the host's memory). Each shard's ``done`` flag is still written after its data;
+    leaving the block waits for every submitted shard, also when the block fails, so finished work is
+    never dropped. A failed write is raised at the next ``submit`` or on leaving the block.
+    """
+
+    def __init__(self, root: zarr.Group, max_pending: int = 2):
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.max_pending = max_pending
+        self._arrays = _ShardArrays(root)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mnaft-zarr")
+        self._pending: list[Future[None]] = []
+        self.write_seconds = 0.0  # spent writing, in the background thread
+        self.wait_seconds = 0.0  # spent by the caller waiting for writes to finish
+
+    def _write(self, shard: int, stats: Mapping[str, HostStats], means: Any) -> None:
+        t0 = time.perf_counter()
+        self._arrays.write(shard, stats, means)
+        self.write_seconds += time.perf_counter() - t0
+
+    def _reap(self) -> None:
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for f in done:
+            f.result()  # re-raises a failed write
+
+    def submit(
+        self,
+        shard: int,
+        stats: Mapping[str, HostStats],
+        sample_means: Mapping[str, NDArray[np.float16]] | None = None,
+    ) -> None:
+        self._reap()
+        if len(self._pending) >= self.max_pending:
+            t0 = time.perf_counter()
+            self._pending.pop(0).result()
+            self.wait_seconds += time.perf_counter() - t0
+        self._pending.append(self._pool.submit(self._write, shard, stats, sample_means))
+
+    def wait(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            for f in self._pending:
+                f.result()
+        finally:
+            self._pending = [f for f in self._pending if not f.done()]
+            self.wait_seconds += time.perf_counter() - t0
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
@@ -163,10 +285,11 @@ def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
     grp = _group(root, module)
     cond: NDArray[np.int32] = np.asarray(_array(grp, "condition")[:])
     out: dict[int, HostStats] = {}
-    arrays = {name: np.asarray(_array(grp, name)[:]) for name in ("tokens", *STATS)}
+    tokens = np.asarray(_array(grp, "tokens")[:])
+    stats = np.asarray(_array(grp, "stats")[:])  # (shard, stat, group, layer, neuron)
     for c in np.unique(cond).tolist():
         sel = cond == c
-        out[int(c)] = HostStats(*(arrays[name][sel].sum(axis=0) for name in ("tokens", *STATS)))
+        out[int(c)] = HostStats(tokens[sel].sum(axis=0), *stats[sel].sum(axis=0))
     return out
 
 

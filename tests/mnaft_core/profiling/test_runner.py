@@ -147,7 +147,7 @@ def test_sample_means_match_the_totals_and_ignore_batching(loaded: LoadedModel, 
             if tokens == 0:  # the vision tower in a text condition saw nothing
                 assert np.isnan(means[shard]).all()
                 continue
-            expect = grp["sum"][shard].sum(axis=0) / tokens  # (layer, neuron) over all groups
+            expect = grp["stats"][shard, STATS.index("sum")].sum(axis=0) / tokens  # (layer, neuron)
             np.testing.assert_allclose(means[shard, 0], expect, rtol=2e-3, atol=2e-3)
     two = _profile(loaded, tmp_path / "two.zarr", shard_size=4, batch_size=3, sample_means=True)
     for m in ("vision", "language"):

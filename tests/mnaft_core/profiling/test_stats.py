@@ -73,3 +73,50 @@ def test_group_id_mismatch_is_named() -> None:
         pytest.raises(RuntimeError, match="language recorder: group ids for 3 tokens"),
     ):
         model(input_ids=torch.zeros(1, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("qwen2-vl", torch.float32), ("llava-clip", torch.float32), ("qwen2.5-vl", torch.bfloat16)],
+)
+def test_vision_stats_match_direct_computation(name: str, dtype: torch.dtype) -> None:
+    """A tower's recorder (one group for every token: column sums, no one-hot product) is exact too."""
+    torch.manual_seed(0)
+    model = CASES[name][0]().eval().to(dtype)
+    sites = [s for s in neuron_sites(model) if s.module == "vision"]
+    image = GROUPS.index("image")
+    rec = ModuleRecorder(sites, sites[0].width(model), torch.device("cpu"), taylor=True, constant_group=image)
+    captured: list[torch.Tensor] = []
+    hooks = [
+        s.mlp(model).get_submodule(s.act).register_forward_hook(lambda m, i, o: captured.append(o))
+        for s in sites
+    ]
+    x = torch.randn(2, 9, s_in := sites[0].mlp(model).get_submodule(sites[0].in_projs[0]).in_features)
+    with recording(model, [rec]):
+        for n_tokens in (9, 6):  # the second forward is shorter: the scratch buffers are reused
+            h = x[:, :n_tokens].to(dtype).requires_grad_(True)
+            loss = torch.zeros(())
+            for s in sites:
+                h = s.mlp(model)(h)
+                loss = loss + (h.float() * torch.linspace(-1, 1, s_in)).sum()
+            for a in captured[-len(sites) :]:
+                a.retain_grad()
+            loss.backward()
+    for hk in hooks:
+        hk.remove()
+    stats = rec.flush()
+    assert stats.tokens[image] == 2 * (9 + 6) and stats.tokens.sum() == stats.tokens[image]
+    for layer in range(len(sites)):
+        pair = captured[layer :: len(sites)]
+        af = torch.cat([a.detach().reshape(-1, a.shape[-1]).double() for a in pair])
+        grad = torch.cat([a.grad.reshape(-1, a.shape[-1]).double() for a in pair])  # type: ignore[union-attr]
+        np.testing.assert_array_equal(stats.active[image, layer], (af > 0).sum(0).numpy())
+        np.testing.assert_allclose(stats.sum[image, layer], af.sum(0).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(stats.sumsq[image, layer], (af**2).sum(0).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            stats.taylor[image, layer], (af * grad).abs().sum(0).numpy(), rtol=1e-4, atol=1e-6
+        )
+        for other in range(len(GROUPS)):
+            if other != image:
+                assert not stats.active[other, layer].any() and not stats.taylor[other, layer].any()
+    assert stats.taylor.sum() > 0

@@ -13,6 +13,7 @@ from mnaft_core.profiling.stats import HostStats
 from mnaft_core.profiling.zarr_stats import (
     Condition,
     ModuleShape,
+    ShardWriter,
     condition_totals,
     create_layout,
     pending_shards,
@@ -44,9 +45,10 @@ def test_layout_attrs_and_dimension_names(tmp_path: Path) -> None:
         tmp_path / "s.zarr", CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"}
     )
     assert root.attrs["conditions"][1]["name"] == "en-de:text"
-    arr = root["language/active"]
-    assert arr.shape == (6, 3, 3, 4) and arr.chunks == (1, 3, 3, 4)
-    assert arr.metadata.dimension_names == ("shard", "group", "layer", "neuron")
+    arr = root["language/stats"]
+    assert arr.shape == (6, 4, 3, 3, 4) and arr.chunks == (1, 4, 3, 3, 4)
+    assert arr.metadata.dimension_names == ("shard", "stat", "group", "layer", "neuron")
+    assert arr.attrs["stats"] == ["active", "sum", "sumsq", "taylor"]
     assert pending_shards(root) == list(range(6))
 
 
@@ -80,3 +82,33 @@ def test_resume_redoes_only_unfinished_and_refuses_mismatch(tmp_path: Path) -> N
     assert pending_shards(root) == [3, 4, 5]
     with pytest.raises(ValueError, match="differs in 'fingerprint'"):
         create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "other", "data_key": "d"})
+
+
+def test_background_writer_keeps_order_finishes_on_error_and_raises_failures(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    root = create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"})
+    # the block fails after three shards were handed over: all three still land, and nothing else does
+    with pytest.raises(RuntimeError, match="forward failed"), ShardWriter(root, max_pending=1) as w:
+        for s in (0, 3, 5):
+            w.submit(s, {m: _stats(s, shape) for m, shape in MODULES.items()})
+        raise RuntimeError("forward failed")
+    assert pending_shards(root) == [1, 2, 4]
+    np.testing.assert_array_equal(root["language/stats"][3, 1], _stats(3, MODULES["language"]).sum)
+    assert w.write_seconds > 0
+    # a write that fails (a module the store does not have) is raised, and its shard stays pending
+    bad = {"audio": _stats(1, MODULES["vision"])}
+    with pytest.raises(KeyError, match="store has no 'audio'"), ShardWriter(root) as w:
+        w.submit(1, bad)
+    assert pending_shards(root) == [1, 2, 4]
+    with pytest.raises(ValueError, match="max_pending must be >= 1"):
+        ShardWriter(root, max_pending=0)
+
+
+def test_a_store_of_the_older_layout_is_refused_not_mixed(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    root = create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"})
+    attrs = dict(root.attrs)
+    del attrs["layout"]  # what a store written before the stats were stacked into one array looks like
+    root.attrs.put(attrs)
+    with pytest.raises(ValueError, match="differs in 'layout'"):
+        create_layout(path, CONDS, SHARD_COND, MODULES, {"fingerprint": "f", "data_key": "d"})
