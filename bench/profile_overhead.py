@@ -1,6 +1,11 @@
 """Profiling throughput against a plain pass of the same model over the same batches.
 
     python -m bench.profile_overhead [--model embedded:organism] [--data DATASET_DIR] [--taylor]
+    python -m bench.profile_overhead --size 2b --device cuda --dtype bfloat16 [--taylor]   # GPU
+
+``--size`` swaps the model for a randomly initialised Qwen2-VL with the shapes of ``bench.train_step``'s
+sizes (``2b``: Qwen2-VL-2B-Instruct's widths and depths), keeping the organism's vocabulary, patch size
+and processor, so the same rendered data drives it.
 
 Plain = the profiler's own step (encode, forward; with --taylor also the backward to the inputs, the
 image's pixels included, with frozen parameters: exactly the work Taylor importance needs) with no
@@ -28,6 +33,27 @@ from mnaft_core.models.loading import load_mllm
 from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.zarr_stats import ShardWriter
 from storage import ArtifactStore
+
+
+def _random_sized(loaded: Any, size: str, dtype: torch.dtype) -> Any:
+    """The organism's processor in front of a random Qwen2-VL with ``SIZES[size]``'s widths and depths."""
+    from bench.train_step import SIZES, mrope_section
+
+    spec = SIZES[size]
+    cfg = loaded.model.config.to_dict()
+    text = {k: spec["text"][k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                         "num_attention_heads", "num_key_value_heads")}  # fmt: skip
+    cfg["text_config"].update(text)
+    cfg["text_config"].pop("layer_types", None)  # one per layer: rebuilt for the new depth
+    head = text["hidden_size"] // text["num_attention_heads"]
+    cfg["text_config"]["rope_parameters"]["mrope_section"] = mrope_section(head)
+    cfg["vision_config"].update(
+        {k: spec["vision"][k] for k in ("depth", "embed_dim", "hidden_size", "num_heads", "mlp_ratio")}
+    )
+    config = type(loaded.model.config).from_dict(cfg)
+    torch.manual_seed(0)
+    model = type(loaded.model)(config).to(loaded.device, dtype)
+    return type(loaded)(model, loaded.processor, f"random:{size}", loaded.device)
 
 
 def _plain(loaded: Any, the_plan: runner.Plan, cfg: ProfileConfig) -> float:
@@ -69,6 +95,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="embedded:organism")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--size", default=None, help="random Qwen2-VL of bench.train_step's sizes (small, 2b)")
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     ap.add_argument("--data", type=Path, default=None, help="dataset folder (default: newest data artifact)")
     ap.add_argument("--samples", type=int, default=64, help="samples per direction (the demo profiles 64)")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -87,7 +115,9 @@ def main() -> None:
         taylor=args.taylor,
     )
     the_plan = plan(load_samples(args.data, "train"), cfg)
-    loaded = load_mllm(ModelConfig(name_or_path=args.model, device=args.device))
+    loaded = load_mllm(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
+    if args.size:
+        loaded = _random_sized(loaded, args.size, next(loaded.model.parameters()).dtype)
     runner.ShardWriter = _TimedWriter  # type: ignore[misc]
     _plain(loaded, the_plan, cfg)  # warm-up
     _profile(loaded, the_plan, cfg)
@@ -101,8 +131,10 @@ def main() -> None:
     _, nbytes, _ = runs[0]
     write_s = statistics.median(w.write_seconds for _, _, w in runs)
     wait_s = statistics.median(w.wait_seconds for _, _, w in runs)
+    dtype = next(loaded.model.parameters()).dtype
     print(
-        f"model {args.model}  device {loaded.device}  threads {torch.get_num_threads()}  taylor {args.taylor}"
+        f"model {loaded.source}  device {loaded.device}  dtype {dtype}  threads {torch.get_num_threads()}"
+        f"  taylor {args.taylor}"
     )
     print(f"samples {n} (x{len(the_plan.shards)} shards)  batch {args.batch_size}  repeats {args.repeats}")
     print(f"plain    {n / p:8.1f} samples/s   runs {' '.join(f'{t:.2f}' for t in plain)} s")

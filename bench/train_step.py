@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -49,14 +50,19 @@ SIZES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+def mrope_section(head_dim: int) -> list[int]:
+    """Qwen2-VL's split of a head's rotary half into (time, height, width): [16, 24, 24] at 128."""
+    half = head_dim // 2
+    return [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
+
+
 def build(size: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     spec = SIZES[size]
     vocab = spec["text"]["vocab_size"]
     ids = {"image_token_id": vocab - 1, "video_token_id": vocab - 2, "vision_start_token_id": vocab - 3,
            "vision_end_token_id": vocab - 4}  # fmt: skip
     head = spec["text"]["hidden_size"] // spec["text"]["num_attention_heads"]
-    half = head // 2
-    mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
+    mrope = mrope_section(head)
     cfg = T.Qwen2VLConfig(
         text_config={**spec["text"], "rope_parameters": {"rope_type": "default", "mrope_section": mrope}},
         vision_config=spec["vision"],
@@ -88,11 +94,20 @@ def batch(spec: dict[str, Any], device: torch.device, vocab: int) -> dict[str, t
     }
 
 
-def random_mask(model: torch.nn.Module, share: float, modules: str, seed: int = 0) -> NeuronMask:
+def random_mask(
+    model: torch.nn.Module, share: float, modules: str, layers: str = "all", seed: int = 0
+) -> NeuronMask:
+    """``share`` of the neurons of every MLP in ``modules``; ``layers`` = all, or the top / bottom half of
+    each module's layers (selection keeps half of them by default: ``select.layer_fraction: 0.5``)."""
     rng = np.random.default_rng(seed)
     sites = {}
-    for s in neuron_sites(model):
+    all_sites = neuron_sites(model)
+    depth = {m: sum(1 for s in all_sites if s.module == m) for m in {s.module for s in all_sites}}
+    for s in all_sites:
         if s.module not in modules.split(","):
+            continue
+        kept = math.ceil(depth[s.module] / 2)
+        if (layers == "top" and s.layer < depth[s.module] - kept) or (layers == "bottom" and s.layer >= kept):
             continue
         w = s.width(model)
         k = max(1, round(share * w))
@@ -127,7 +142,7 @@ def measure(method: str, args: argparse.Namespace, device: torch.device) -> dict
         )
     lora = LoraSettings(r=lora_r, alpha=2 * lora_r, target_modules=targets)
     cfg = FinetuneConfig(method=method.split("-")[0], lora=lora)  # type: ignore[arg-type]
-    mask = random_mask(model, args.share, args.mask_modules) if method == "mnaft" else None
+    mask = random_mask(model, args.share, args.mask_modules, args.mask_layers) if method == "mnaft" else None
     n_mlp = mlp_params(model)
     t = prepare(model, cfg, mask, None)
     params = [p for _, p in t.parameters()]
@@ -181,6 +196,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--mask-modules", default="vision,language", help="modules the mnaft mask covers")
+    ap.add_argument(
+        "--mask-layers",
+        choices=("all", "top", "bottom"),
+        default="all",
+        help="layers of each module the mnaft mask covers: all, or the top / bottom half",
+    )
     ap.add_argument("--methods", default="mnaft,full,lora-r8,lora-r16,lora-r16-both")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method in this process
     args = ap.parse_args()
@@ -206,7 +227,14 @@ def main() -> None:
         }
         if "peak_mem_gib" in mn:
             checks["peak memory <= 1.1 x lora-r16"] = mn["peak_mem_gib"] <= 1.1 * lora["peak_mem_gib"]
-    report = {"size": args.size, "device": str(device), "bf16": args.bf16, "rows": rows, "checks": checks}
+    report = {
+        "size": args.size,
+        "device": str(device),
+        "bf16": args.bf16,
+        "mask": {"modules": args.mask_modules, "layers": args.mask_layers, "share": args.share},
+        "rows": rows,
+        "checks": checks,
+    }
     print(json.dumps(report, indent=2))
 
 

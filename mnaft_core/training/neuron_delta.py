@@ -66,6 +66,10 @@ def group_neurons(mask_site_agnostic: np.ndarray, specific: dict[str, np.ndarray
     return groups
 
 
+def _join(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
+
+
 class NeuronDeltaLinear(nn.Module):
     """A frozen ``nn.Linear`` plus trainable deltas for selected rows (``axis=0``) or columns (``axis=1``)."""
 
@@ -89,7 +93,15 @@ class NeuronDeltaLinear(nn.Module):
                     nn.Parameter(torch.zeros(len(g.index), dtype=w.dtype, device=w.device))
                 )
             self.register_buffer(f"index_{len(self.delta) - 1}", g.index.to(w.device), persistent=False)
-        self.active: list[int] = list(range(len(groups)))  # set per batch by NeuronDeltaModel.activate
+        self.active: list[int] = []
+        self.register_buffer("active_index", None, persistent=False)  # a buffer: moves with .to(device)
+        self.set_active(range(len(groups)))
+
+    def set_active(self, groups: Iterable[int]) -> None:
+        """Which groups train in the next forwards; their joint index is built here, once, not per call."""
+        self.active = list(groups)
+        idx = [self._index(i) for i in self.active]
+        self.active_index = idx[0] if len(idx) == 1 else torch.cat(idx) if idx else None
 
     def _index(self, i: int) -> torch.Tensor:
         idx: torch.Tensor = getattr(self, f"index_{i}")
@@ -97,17 +109,17 @@ class NeuronDeltaLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        if not self.active:
+        idx: torch.Tensor | None = self.active_index
+        if idx is None:
             return y
         if self.axis == 0:
-            idx = torch.cat([self._index(i) for i in self.active])
-            d = torch.cat([self.delta[i] for i in self.active])
+            d = _join([self.delta[i] for i in self.active], 0)
             extra = F.linear(x, d.to(x.dtype))
             if len(self.delta_bias):
-                extra = extra + torch.cat([self.delta_bias[i] for i in self.active]).to(x.dtype)
-            return y.index_add(-1, idx, extra.to(y.dtype))
-        idx = torch.cat([self._index(i) for i in self.active])
-        d = torch.cat([self.delta[i] for i in self.active], dim=1)
+                extra = extra + _join([self.delta_bias[i] for i in self.active], 0).to(x.dtype)
+            # in place: the frozen linear's backward needs its input and weight, never its output
+            return y.index_add_(-1, idx, extra.to(y.dtype))
+        d = _join([self.delta[i] for i in self.active], 1)
         return y + F.linear(x.index_select(-1, idx), d.to(x.dtype)).to(y.dtype)
 
     @torch.no_grad()
@@ -156,7 +168,7 @@ class NeuronDeltaModel(nn.Module):
         """Train the agnostic groups plus the groups of ``languages`` (all groups when None)."""
         langs = None if languages is None else frozenset(languages)
         for layer in self.layers.values():
-            layer.active = [i for i, g in enumerate(layer.groups) if g.active_for(langs)]
+            layer.set_active(i for i, g in enumerate(layer.groups) if g.active_for(langs))
 
     @contextmanager
     def languages(self, languages: Iterable[str] | None) -> Iterator[None]:

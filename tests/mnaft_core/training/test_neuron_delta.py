@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,19 @@ def _mask(model: torch.nn.Module) -> NeuronMask:
             specific={"de": np.array([1, 5, 7], np.int32), "zh-Hans": np.array([7, 9], np.int32)},
         )  # fmt: skip
     return NeuronMask(model_fingerprint(model), sites)
+
+
+def _image_inputs(vocab_image_token: int = 299) -> dict[str, torch.Tensor]:
+    """One 16x16 image per sample: a 2x2 grid of 8 px patches, merged 2x2 into one <|image_pad|> token."""
+    ids = torch.randint(0, 290, (2, 8))
+    ids[:, 1] = vocab_image_token
+    return {
+        "input_ids": ids,
+        "pixel_values": torch.randn(8, 3 * 2 * 8 * 8),
+        "image_grid_thw": torch.tensor([[1, 2, 2], [1, 2, 2]]),
+        "mm_token_type_ids": (ids == vocab_image_token).long(),
+        "labels": ids,
+    }
 
 
 def test_grouping_is_a_partition() -> None:
@@ -48,16 +63,7 @@ def test_training_changes_only_masked_slices_of_active_languages() -> None:
     wrapped = NeuronDeltaModel(model, mask, model_fingerprint(model))
     params = [p for _, p in wrapped.trainable_parameters()]
     opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.5)
-    # one 16x16 image per sample: a 2x2 grid of 8px patches, merged 2x2 into one <|image_pad|> token
-    ids = torch.randint(0, 290, (2, 8))
-    ids[:, 1] = 299
-    inputs = {
-        "input_ids": ids,
-        "pixel_values": torch.randn(8, 3 * 2 * 8 * 8),
-        "image_grid_thw": torch.tensor([[1, 2, 2], [1, 2, 2]]),
-        "mm_token_type_ids": (ids == 299).long(),
-        "labels": ids,
-    }
+    inputs = _image_inputs()
     with wrapped.languages(["de", "en"]):
         for _ in range(3):
             opt.zero_grad(set_to_none=True)
@@ -86,6 +92,50 @@ def test_training_changes_only_masked_slices_of_active_languages() -> None:
             assert changed[dense[name]].any(), f"{name}: no masked entry changed"
         else:
             assert not changed.any(), f"{name} is outside every mask and must be bit-identical"
+
+
+def test_delta_gradients_are_the_dense_gradients_of_their_slices() -> None:
+    """The deltas' forward and backward equal a dense model's on the same weights, slice by slice."""
+    torch.manual_seed(0)
+    model = CASES["qwen2-vl"][0]()
+    dense = copy.deepcopy(model)
+    wrapped = NeuronDeltaModel(model, _mask(model))
+    wrapped.activate(["de"])  # zh-Hans-only neurons stay out
+    with torch.no_grad():
+        for layer in wrapped.layers.values():
+            for i in layer.active:
+                layer.delta[i].normal_(0, 0.05)
+                if len(layer.delta_bias):
+                    layer.delta_bias[i].normal_(0, 0.05)
+    merged = {}
+    for path, layer in wrapped.layers.items():
+        w, b = layer.merged_weight()  # inactive deltas are zero: the merge is the active forward
+        merged[f"{path}.weight"] = w
+        if b is not None:
+            merged[f"{path}.bias"] = b
+    dense.load_state_dict(merged, strict=False)
+    inputs = _image_inputs()
+    loss = wrapped(**inputs).loss
+    loss.backward()
+    ref = dense(**inputs).loss
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    dense_params = dict(dense.named_parameters())
+    for path, layer in wrapped.layers.items():
+        grad_w = dense_params[f"{path}.weight"].grad
+        assert grad_w is not None
+        for i, g in enumerate(layer.groups):
+            d = layer.delta[i]
+            if i not in layer.active:
+                assert d.grad is None, f"{path} {g.name}: an inactive group got a gradient"
+                continue
+            assert d.grad is not None
+            expect = grad_w[g.index] if layer.axis == 0 else grad_w[:, g.index]
+            torch.testing.assert_close(d.grad, expect, rtol=1e-4, atol=1e-7, msg=f"{path} {g.name}")
+            if len(layer.delta_bias):
+                grad_b = dense_params[f"{path}.bias"].grad
+                assert grad_b is not None and layer.delta_bias[i].grad is not None
+                torch.testing.assert_close(layer.delta_bias[i].grad, grad_b[g.index], rtol=1e-4, atol=1e-7)
 
 
 def test_merged_forward_matches_wrapped_forward() -> None:
