@@ -237,9 +237,9 @@ class ShardWriter:
         self.write_seconds += time.perf_counter() - t0
 
     def _reap(self) -> None:
-        done = [f for f in self._pending if f.done()]
-        self._pending = [f for f in self._pending if not f.done()]
-        for f in done:
+        finished = [f for f in self._pending if f.done()]  # one look: a write may finish meanwhile
+        self._pending = [f for f in self._pending if f not in finished]
+        for f in finished:
             f.result()  # re-raises a failed write
 
     def submit(
