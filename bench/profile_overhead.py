@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -31,6 +31,7 @@ from mnaft_core.data.dataset import load_samples
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import load_mllm
 from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
+from mnaft_core.profiling.stats import ModuleRecorder
 from mnaft_core.profiling.zarr_stats import ShardWriter
 from storage import ArtifactStore
 
@@ -79,6 +80,24 @@ class _TimedWriter(ShardWriter):
         _TimedWriter.last = self
 
 
+class _CountedRecorder(ModuleRecorder):
+    made: ClassVar[list[ModuleRecorder]] = []
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _CountedRecorder.made.append(self)
+
+
+def _statistics_bytes(recorders: list[ModuleRecorder]) -> tuple[int, int]:
+    """(accumulators, scratch) bytes on the device: the totals kept per shard, the reused workspaces."""
+    acc = scratch = 0
+    for r in recorders:
+        acc += sum(t.numel() * t.element_size() for t in (r._tokens, r._acc, r._taylor))
+        acc += sum(t.numel() * t.element_size() for t in r._samples or ())
+        scratch += sum(t.numel() * t.element_size() for t in (r._ws, r._tws) if t is not None)
+    return acc, scratch
+
+
 def _profile(loaded: Any, the_plan: runner.Plan, cfg: ProfileConfig) -> tuple[float, int, ShardWriter]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -119,16 +138,20 @@ def main() -> None:
     if args.size:
         loaded = _random_sized(loaded, args.size, next(loaded.model.parameters()).dtype)
     runner.ShardWriter = _TimedWriter  # type: ignore[misc]
+    runner.ModuleRecorder = _CountedRecorder  # type: ignore[misc]
     _plain(loaded, the_plan, cfg)  # warm-up
     _profile(loaded, the_plan, cfg)
     plain, prof, runs = [], [], []
     for _ in range(args.repeats):
         plain.append(_plain(loaded, the_plan, cfg))
+        _CountedRecorder.made.clear()
         runs.append(_profile(loaded, the_plan, cfg))
         prof.append(runs[-1][0])
     n = sum(s.stop - s.start for s in the_plan.shards)
     p, q = statistics.median(plain), statistics.median(prof)
     _, nbytes, _ = runs[0]
+    acc_b, scratch_b = _statistics_bytes(_CountedRecorder.made)  # the last run's recorders
+    weights_b = sum(t.numel() * t.element_size() for t in loaded.model.parameters())
     write_s = statistics.median(w.write_seconds for _, _, w in runs)
     wait_s = statistics.median(w.wait_seconds for _, _, w in runs)
     dtype = next(loaded.model.parameters()).dtype
@@ -144,6 +167,10 @@ def main() -> None:
         f"zarr     {nbytes / 2**20:.2f} MiB in {len(the_plan.shards)} shards, written at "
         f"{nbytes / 2**20 / write_s:.1f} MiB/s in the background ({write_s / q:.1%} of profile time); "
         f"profiler waited {wait_s:.3f} s for it ({wait_s / q:.1%})"
+    )
+    print(
+        f"memory   statistics on {loaded.device}: {acc_b / 2**20:.2f} MiB of totals + "
+        f"{scratch_b / 2**20:.2f} MiB of reused scratch (model weights {weights_b / 2**20:.1f} MiB)"
     )
 
 
