@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +100,15 @@ def test_config_command_reports_bad_file(tmp_path: Path) -> None:
     out = runner.invoke(app, ["config", "--config", str(p)])
     assert out.exit_code == 2
     assert str(p) in out.output and "data.colour: unknown key" in out.output
+
+
+def test_the_cli_gives_a_first_ephemeral_server_time_to_migrate() -> None:
+    """A fresh machine's first ephemeral server migrates its database: Prefect's 20 s were seen to fail."""
+    code = (
+        "import flows.cli\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().server.ephemeral.startup_timeout_seconds)"
+    )
+    env = {k: v for k, v in os.environ.items() if "EPHEMERAL_STARTUP" not in k}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) >= 60

@@ -90,6 +90,29 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path).name == "ckpt-00000004"  # type: ignore[union-attr]
 
 
+def test_out_of_memory_names_the_knobs_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CASES["qwen2-vl"][0]()
+    cfg = FinetuneConfig(method="lora", steps=8, batch_size=4, checkpoint_every=2, warmup_steps=0)
+    t = prepare(model, cfg, None, None)
+    calls = {"n": 0}
+
+    def too_big(direction: str, ids: Sequence[int]) -> tuple[tuple[str, ...], dict[str, torch.Tensor]]:
+        calls["n"] += 1
+        if calls["n"] == 4:  # what a CUDA allocation raises when the card is full
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return collate(direction, ids)
+
+    oom = r"CUDA out of memory at step 3 \(batch_size=4, grad_accum=1\)"
+    with pytest.raises(TrainingError, match=oom) as e:
+        train(t, DIRS, too_big, cfg, tmp_path, progress=False)
+    for knob in ("batch_size", "grad_accum", "gradient_checkpointing", "bf16"):
+        assert knob in str(e.value)
+    assert str(latest_checkpoint(tmp_path)) in str(e.value)
+    assert latest_checkpoint(tmp_path).name == "ckpt-00000002"  # type: ignore[union-attr]
+    assert isinstance(e.value.__cause__, torch.cuda.OutOfMemoryError)
+
+
 def test_empty_dataset_and_wrong_mask_use(tmp_path: Path) -> None:
     model = CASES["qwen2-vl"][0]()
     with pytest.raises(TrainingError, match="training split is empty"):
