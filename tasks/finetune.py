@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from mnaft_core.selection.from_profile import MASK_FILE
 from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
-from mnaft_core.training.launch import METRICS, LaunchSpec, torchrun_command
+from mnaft_core.training.launch import METRICS, LaunchSpec, run_torchrun
 from storage import ArtifactStore
 from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
 
@@ -67,9 +66,9 @@ def build_finetune(
             spec = LaunchSpec(model.model_dump(mode="json"), cfg.model_dump(mode="json"), str(dataset),
                               str(run_dir), str(out), str(mask_path) if mask_path else None,
                               mask_key or "", max_train).write(run_dir / "launch.json")  # fmt: skip
-            done = subprocess.run(torchrun_command(spec, cfg.processes), check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"torchrun exited with {done.returncode}; checkpoints kept in {run_dir}")
+            code = run_torchrun(spec, cfg.processes, on_progress=on_progress)
+            if code != 0:
+                raise RuntimeError(f"torchrun exited with {code}; checkpoints kept in {run_dir}")
             return dict(json.loads((out / METRICS).read_text()))
         loaded = load_mllm(model)
         samples = load_samples(dataset, "train", limit=max_train or None)

@@ -21,7 +21,7 @@ from mnaft_core.selection.mask import NeuronMask, model_fingerprint
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.export import save_neuron_delta
 from mnaft_core.training.methods import prepare
-from mnaft_core.training.trainer import TrainResult, train, world
+from mnaft_core.training.trainer import METRICS_LOG, TrainResult, train, world
 
 MODEL_DIR = "model"
 DELTA_FILE = "neuron_delta.safetensors"
@@ -88,8 +88,8 @@ def finetune(
     }
     if mask is not None and cfg.method == "mnaft":
         metrics["delta_values"] = save_neuron_delta(merged, mask, out_dir / DELTA_FILE, mask_ref)
-    log = run_dir / "metrics.jsonl"
+    log = run_dir / METRICS_LOG
     if log.exists():
-        (out_dir / "metrics.jsonl").write_text(log.read_text())
+        (out_dir / METRICS_LOG).write_text(log.read_text())
     (out_dir / "train_summary.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.distributed as dist
 
+from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import load_samples
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import load_mllm
 from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import finetune
+from mnaft_core.training.trainer import last_logged_step
 
 METRICS = "metrics.json"
 
@@ -53,6 +56,47 @@ def torchrun_command(spec_path: Path, processes: int) -> list[str]:
     """The command that runs ``spec_path`` on ``processes`` local processes."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
             "-m", "mnaft_core.training.launch", str(spec_path)]  # fmt: skip
+
+
+def run_torchrun(
+    spec_path: Path,
+    processes: int,
+    *,
+    on_progress: ProgressFn | None = None,
+    output: IO[str] | None = None,
+    poll_s: float = 1.0,
+) -> int:
+    """Run ``spec_path`` under torchrun and return its exit code.
+
+    The ranks cannot call back into this process, so progress is read from the metrics log that rank 0
+    appends to in the spec's run folder, every ``poll_s`` seconds. ``output`` takes torchrun's stdout and
+    stderr (default: this process's). If this process is interrupted, the ranks are stopped too; their
+    checkpoints stay for a resume.
+    """
+    spec = LaunchSpec.read(spec_path)
+    total = int(spec.finetune.get("steps", 0))
+    err = subprocess.STDOUT if output is not None else None
+    proc = subprocess.Popen(torchrun_command(spec_path, processes), stdout=output, stderr=err)
+    seen = 0
+    try:
+        while True:
+            try:
+                code: int | None = proc.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                code = None
+            step = last_logged_step(Path(spec.run_dir))
+            if on_progress is not None and step > seen:
+                seen = step
+                on_progress(step, total)
+            if code is not None:
+                return code
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _checksum(model: torch.nn.Module) -> torch.Tensor:

@@ -34,6 +34,27 @@ Collate = Callable[
 ]  # direction, ids -> languages, inputs
 
 
+METRICS_LOG = "metrics.jsonl"  # in the run folder: one JSON line per logged step, rank 0 writes
+
+
+def last_logged_step(run_dir: Path) -> int:
+    """The newest step in a run's metrics log (0 if none yet); safe while the trainer is appending."""
+    path = run_dir / METRICS_LOG
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 65536))
+            tail = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return 0
+    lines = tail.split("\n")[:-1]  # the piece after the last newline may be half written
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # the first line of the tail may be cut
+    return 0
+
+
 class TrainingError(RuntimeError):
     """Training stopped; the message says why and what was kept."""
 
@@ -162,7 +183,7 @@ def train(
     if cfg.gradient_checkpointing and callable(enable_checkpointing):
         enable_checkpointing()
     autocast = device.type == "cuda" and cfg.bf16
-    log_path = run_dir / "metrics.jsonl"
+    log_path = run_dir / METRICS_LOG
     kept = (
         [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= state.step]
         if log_path.exists()

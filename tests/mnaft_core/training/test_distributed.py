@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from mnaft_core.data.config import DataConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.tiny import save_tiny
 from mnaft_core.training.config import FinetuneConfig
-from mnaft_core.training.launch import METRICS, LaunchSpec, torchrun_command
+from mnaft_core.training.launch import METRICS, LaunchSpec, run_torchrun
 
-ROOT = Path(__file__).resolve().parents[3]
 WORDS = [
     "Open",
     "Save",
@@ -58,9 +56,13 @@ def _launch(setup: tuple[Path, Path], tmp: Path, processes: int, method: str) ->
                          processes=processes)  # type: ignore[arg-type]  # fmt: skip
     spec = LaunchSpec(ModelConfig(name_or_path=str(model), device="cpu").model_dump(mode="json"),
                       cfg.model_dump(mode="json"), str(data), str(tmp / "run"), str(tmp / "out"))  # fmt: skip
-    run = subprocess.run(torchrun_command(spec.write(tmp / "spec.json"), processes), cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    progress: list[tuple[int, int]] = []
+    with (tmp / "torchrun.log").open("w") as log:
+        code = run_torchrun(spec.write(tmp / "spec.json"), processes, output=log, poll_s=0.2,
+                            on_progress=lambda done, total: progress.append((done, total)))  # fmt: skip
+    assert code == 0, (tmp / "torchrun.log").read_text()[-6000:]
+    # the ranks report through rank 0's metrics log: steps only grow, and the last is the end
+    assert progress and progress[-1] == (3, 3) and progress == sorted(set(progress))
     return tmp / "out"
 
 

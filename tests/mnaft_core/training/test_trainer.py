@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mnaft_core.selection.mask import model_fingerprint
 from mnaft_core.training.checkpoint import latest_checkpoint
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.methods import prepare, trainable_state
-from mnaft_core.training.trainer import TrainingError, plan_epoch, train
+from mnaft_core.training.trainer import METRICS_LOG, TrainingError, last_logged_step, plan_epoch, train
 from tests.mnaft_core.models.test_adapters import CASES
 from tests.mnaft_core.training.test_neuron_delta import _mask
 
@@ -137,3 +138,13 @@ def test_optimizer_state_scales_with_method(tmp_path: Path) -> None:
     _, full = _run(tmp_path / "f", "full")
     assert mn.optimizer_state_bytes < 0.5 * full.optimizer_state_bytes  # type: ignore[attr-defined]
     assert mn.trainable_params * 8 >= mn.optimizer_state_bytes  # type: ignore[attr-defined]  # exp_avg + exp_avg_sq, fp32
+
+
+def test_last_logged_step_reads_a_log_being_written(tmp_path: Path) -> None:
+    assert last_logged_step(tmp_path) == 0  # no log yet
+    log = tmp_path / METRICS_LOG
+    log.write_text("".join(json.dumps({"step": i, "loss": 1.0}) + "\n" for i in range(1, 5000)))
+    assert last_logged_step(tmp_path) == 4999  # a long log: only its tail is read
+    with log.open("a") as f:
+        f.write('{"step": 5000, "lo')  # rank 0 is half-way through a line
+    assert last_logged_step(tmp_path) == 4999
