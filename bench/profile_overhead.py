@@ -72,12 +72,14 @@ def _plain(loaded: Any, the_plan: runner.Plan, cfg: ProfileConfig) -> float:
     return time.perf_counter() - t0
 
 
-class _TimedWriter(ShardWriter):
-    last: ShardWriter | None = None
+class _KeptWriter(ShardWriter):
+    """The runner's writer, kept for its timings (it measures its own write and wait seconds)."""
+
+    last: ClassVar[ShardWriter | None] = None
 
     def __init__(self, *a: Any, **k: Any) -> None:
         super().__init__(*a, **k)
-        _TimedWriter.last = self
+        _KeptWriter.last = self
 
 
 class _CountedRecorder(ModuleRecorder):
@@ -90,11 +92,8 @@ class _CountedRecorder(ModuleRecorder):
 
 def _statistics_bytes(recorders: list[ModuleRecorder]) -> tuple[int, int]:
     """(accumulators, scratch) bytes on the device: the totals kept per shard, the reused workspaces."""
-    acc = scratch = 0
-    for r in recorders:
-        acc += sum(t.numel() * t.element_size() for t in (r._tokens, r._acc, r._taylor))
-        acc += sum(t.numel() * t.element_size() for t in r._samples or ())
-        scratch += sum(t.numel() * t.element_size() for t in (r._ws, r._tws) if t is not None)
+    acc = sum(t.nbytes for r in recorders for t in (r._tokens, r._acc, r._taylor, *(r._samples or ())))
+    scratch = sum(t.nbytes for r in recorders for t in (r._ws, r._tws) if t is not None)
     return acc, scratch
 
 
@@ -106,8 +105,8 @@ def _profile(loaded: Any, the_plan: runner.Plan, cfg: ProfileConfig) -> tuple[fl
         )
         seconds = time.perf_counter() - t0
         nbytes = sum(f.stat().st_size for f in (Path(tmp) / "stats.zarr").rglob("*") if f.is_file())
-    assert _TimedWriter.last is not None
-    return seconds, nbytes, _TimedWriter.last
+    assert _KeptWriter.last is not None
+    return seconds, nbytes, _KeptWriter.last
 
 
 def main() -> None:
@@ -137,7 +136,7 @@ def main() -> None:
     loaded = load_mllm(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
     if args.size:
         loaded = _random_sized(loaded, args.size, next(loaded.model.parameters()).dtype)
-    runner.ShardWriter = _TimedWriter  # type: ignore[misc]
+    runner.ShardWriter = _KeptWriter  # type: ignore[misc]
     runner.ModuleRecorder = _CountedRecorder  # type: ignore[misc]
     _plain(loaded, the_plan, cfg)  # warm-up
     _profile(loaded, the_plan, cfg)
@@ -151,7 +150,7 @@ def main() -> None:
     p, q = statistics.median(plain), statistics.median(prof)
     _, nbytes, _ = runs[0]
     acc_b, scratch_b = _statistics_bytes(_CountedRecorder.made)  # the last run's recorders
-    weights_b = sum(t.numel() * t.element_size() for t in loaded.model.parameters())
+    weights_b = sum(t.nbytes for t in loaded.model.parameters())
     write_s = statistics.median(w.write_seconds for _, _, w in runs)
     wait_s = statistics.median(w.wait_seconds for _, _, w in runs)
     dtype = next(loaded.model.parameters()).dtype
