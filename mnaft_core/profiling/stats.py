@@ -6,8 +6,9 @@ tokens seen, tokens with ``a > 0``, sum of ``a``, sum of ``a**2`` and, when a ba
 the first-order Taylor importance ``sum |a * dL/da|``. The three forward statistics are written side by
 side into one reused float32 workspace (3 x tokens x neurons) and reduced per group by one batched
 product with the (groups x tokens) one-hot matrix (a plain column sum where every token has one group,
-as in a vision tower). No boolean indexing, no ``.item()``, no allocation per layer: a batch never waits
-for the host, and on a small model the hook costs a few elementwise passes rather than a dozen ops.
+as in a vision tower). No boolean indexing, no ``.item()``, no activation-sized allocation per layer: a
+batch never waits for the host, and on a small model the hook costs a few elementwise passes rather
+than a dozen ops.
 ``flush`` moves the totals to the host in float64 and zeroes the device buffers (do it once per shard,
 so float32 sums never grow large enough to lose precision).
 
