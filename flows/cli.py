@@ -192,7 +192,7 @@ def bootstrap(
     ] = True,
 ) -> None:
     """Build the embedded model organisms (about 50 min on 2 CPU cores) and print their measurements."""
-    from mnaft_core.models.organism.config import BootstrapConfig
+    from mnaft_core.organism.config import BootstrapConfig
 
     try:
         cfg = load_model(config, BootstrapConfig)

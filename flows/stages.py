@@ -10,7 +10,7 @@ from mnaft_core.config import DEFAULT_STORE
 from mnaft_core.data.config import DataConfig
 from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
-from mnaft_core.models.organism.config import BootstrapConfig
+from mnaft_core.organism.config import BootstrapConfig
 from mnaft_core.profiling.runner import ProfileConfig
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.training.config import FinetuneConfig

@@ -12,13 +12,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mnaft_core._base import ProgressFn
 from mnaft_core.models.loading import EMBEDDED
-from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
-from mnaft_core.models.organism.config import BootstrapConfig
+from mnaft_core.organism.bootstrap import MANIFEST, bootstrap
+from mnaft_core.organism.config import BootstrapConfig
 from storage import ArtifactStore
 from tasks._stage import publish, show_pictures, stage_key, stage_progress, store_cache
 
 STAGE = "organism"
-PACKAGES = ("mnaft_core.models.organism", "mnaft_core.models.processor", "mnaft_core.models.prompts")
+PACKAGES = ("mnaft_core.organism", "mnaft_core.models.processor", "mnaft_core.models.prompts")
 FOLDERS = {"organism": "embedded:organism", "nllb-organism": "embedded:nllb-organism"}
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from mnaft_core.models.loading import resolve
-from mnaft_core.models.organism.config import BootstrapConfig, OrganismConfig
+from mnaft_core.organism.config import BootstrapConfig, OrganismConfig
 from storage import ArtifactStore
 from tests.mnaft_core.models.test_organism import TOY, toy  # noqa: F401 - the toy dataset fixture
 

@@ -6,7 +6,7 @@ import pytest
 
 from mnaft_core._base import StrictModel
 from mnaft_core.config import ConfigError, PipelineConfig, load_config, load_model
-from mnaft_core.models.organism.config import BootstrapConfig
+from mnaft_core.organism.config import BootstrapConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """

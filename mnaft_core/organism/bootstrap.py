@@ -23,12 +23,12 @@ from mnaft_core.data.dataset import Sample, load_samples
 from mnaft_core.data.fonts import FontLibrary, detect_script
 from mnaft_core.evaluation.metrics import error_rate, make_chrf
 from mnaft_core.evaluation.mt import NllbTranslator
-from mnaft_core.models.organism.config import BootstrapConfig
-from mnaft_core.models.organism.mllm import TaskMixture, build_mllm, train_mllm
-from mnaft_core.models.organism.nllb import build_nllb, train_nllb, train_nllb_tokenizer
-from mnaft_core.models.organism.reading import Charset, Line, LineRenderer, VisionReader
 from mnaft_core.models.processor import train_tokenizer
 from mnaft_core.models.prompts import Example, generate, instruction
+from mnaft_core.organism.config import BootstrapConfig
+from mnaft_core.organism.mllm import TaskMixture, build_mllm, train_mllm
+from mnaft_core.organism.nllb import build_nllb, train_nllb, train_nllb_tokenizer
+from mnaft_core.organism.reading import Charset, Line, LineRenderer, VisionReader
 
 MANIFEST = "manifest.json"
 SAMPLE_GRID = "samples.png"

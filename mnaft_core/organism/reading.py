@@ -26,7 +26,7 @@ from mnaft_core.data.fonts import FontFile, FontLibrary, detect_script
 from mnaft_core.data.render import Rendered, render_text
 from mnaft_core.data.types import DataError
 from mnaft_core.evaluation.metrics import error_rate
-from mnaft_core.models.organism.config import StageSpec
+from mnaft_core.organism.config import StageSpec
 
 BLANK = 0
 

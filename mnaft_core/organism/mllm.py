@@ -15,10 +15,10 @@ import transformers as T
 
 from mnaft_core.data.config import RenderConfig
 from mnaft_core.data.dataset import Sample
-from mnaft_core.models.organism.config import OrganismConfig, StageSpec
-from mnaft_core.models.organism.reading import LineRenderer, Progress, lr_at, optimize
 from mnaft_core.models.processor import make_processor
 from mnaft_core.models.prompts import Example, encode, model_inputs
+from mnaft_core.organism.config import OrganismConfig, StageSpec
+from mnaft_core.organism.reading import LineRenderer, Progress, lr_at, optimize
 
 
 def build_mllm(

@@ -18,18 +18,18 @@ from mnaft_core.data.build import build_dataset, write_dataset
 from mnaft_core.data.config import DataConfig
 from mnaft_core.evaluation.mt import NllbTranslator
 from mnaft_core.models.loading import ASSETS
-from mnaft_core.models.organism.bootstrap import MANIFEST, bootstrap
-from mnaft_core.models.organism.config import BootstrapConfig, OrganismConfig
-from mnaft_core.models.organism.mllm import (
+from mnaft_core.models.processor import train_tokenizer
+from mnaft_core.models.prompts import Example, encode
+from mnaft_core.organism.bootstrap import MANIFEST, bootstrap
+from mnaft_core.organism.config import BootstrapConfig, OrganismConfig
+from mnaft_core.organism.mllm import (
     TaskMixture,
     build_mllm,
     column_targets,
     guided_attention_loss,
     reading_alignment,
 )
-from mnaft_core.models.organism.reading import Charset, Line, LineRenderer, to_grid
-from mnaft_core.models.processor import train_tokenizer
-from mnaft_core.models.prompts import Example, encode
+from mnaft_core.organism.reading import Charset, Line, LineRenderer, to_grid
 
 ROOT = Path(__file__).resolve().parents[3]
 PAIRS = [

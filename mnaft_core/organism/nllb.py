@@ -17,8 +17,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from mnaft_core.data.dataset import Sample
 from mnaft_core.evaluation.mt import nllb_code
-from mnaft_core.models.organism.config import MtSpec
-from mnaft_core.models.organism.reading import Progress, lr_at, optimize
+from mnaft_core.organism.config import MtSpec
+from mnaft_core.organism.reading import Progress, lr_at, optimize
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # NLLB's ids 0..3
 

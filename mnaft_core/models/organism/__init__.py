@@ -1,1 +1,0 @@
-"""The embedded model organism: a Qwen2-VL-class MLLM with a modality gap, and an NLLB-architecture MT."""
