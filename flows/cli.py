@@ -296,14 +296,14 @@ def profile(
     config: ConfigOpt = Path("configs/demo.yaml"),
     store: StoreOpt = None,
     data_key: Annotated[
-        str | None, typer.Option(help="dataset artifact (default: build it from the config)")
+        str | None, typer.Option(help="dataset artifact (default: the config's, built if missing)")
     ] = None,
 ) -> None:
     """Record per-neuron activation statistics (image and text conditions) into a Zarr artifact."""
     cfg = _config(config, store)
     from flows.stages import data_flow, profile_flow
 
-    key = profile_flow(cfg.model, cfg.profile, data_key or data_flow(cfg.data, cfg.store), cfg.store)
+    key = profile_flow(cfg, data_key or data_flow(cfg.data, cfg.store))
     console.print(f"profile: {key}", soft_wrap=True)
 
 
@@ -311,7 +311,9 @@ def profile(
 def select(
     config: ConfigOpt = Path("configs/demo.yaml"),
     store: StoreOpt = None,
-    profile_key: Annotated[str | None, typer.Option(help="profile artifact (default: the newest)")] = None,
+    profile_key: Annotated[
+        str | None, typer.Option(help="profile artifact (default: the config's model, data and profile)")
+    ] = None,
     method: Annotated[
         str | None, typer.Option(help="selector: mnaft, random, magnitude, taylor, ...")
     ] = None,
@@ -319,9 +321,11 @@ def select(
     """Classify neurons, rank layers and write the neuron mask (Parquet tables, safetensors, PNGs)."""
     cfg = _config(config, store)
     from flows.stages import select_flow
+    from mnaft_core.selection.select import METHODS
 
-    sel = cfg.select.model_copy(update={"method": method}) if method else cfg.select
-    key = select_flow(sel, profile_key, cfg.store)
+    if method is not None and method not in METHODS:
+        raise _fail(f"--method {method!r}: expected one of {', '.join(METHODS)}", 2)
+    key = select_flow(cfg, method, profile_key)
     console.print(f"select: {key}", soft_wrap=True)
 
 
@@ -330,53 +334,59 @@ def finetune(
     config: ConfigOpt = Path("configs/demo.yaml"),
     store: StoreOpt = None,
     method: Annotated[
-        str, typer.Option(help="mnaft, full, lora, or a mask selector for mnaft (random, ...)")
+        str,
+        typer.Option(help="a system of the config (mnaft, full, ...), or mnaft / full / lora / a selector"),
     ] = "mnaft",
-    data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the newest)")] = None,
+    data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the config's)")] = None,
     mask_key: Annotated[
-        str | None, typer.Option(help="mask artifact for mnaft (default: the newest)")
+        str | None, typer.Option(help="mask artifact (default: the config's for the system's selector)")
     ] = None,
     seed: int = 0,
 ) -> None:
-    """Fine-tune the configured model with one method; writes the merged checkpoint (+ neuron delta)."""
+    """Fine-tune the configured model as one system; writes the merged checkpoint (+ neuron delta).
+
+    A configured system trains exactly as in `mnaft run` (same key: the pipeline's artifact is reused).
+    Its mask, unless given, is the one its selector makes from the config's profile (selected first if
+    missing).
+    """
     cfg = _config(config, store)
     from flows.stages import finetune_flow, select_flow
-    from mnaft_core.selection.select import METHODS
+    from tasks.plan import Plan
 
-    train_method = method if method in ("mnaft", "full", "lora") else "mnaft"
-    if method not in ("mnaft", "full", "lora") and method not in METHODS:
-        raise _fail(f"--method {method!r}: expected mnaft, full, lora or one of {', '.join(METHODS)}", 2)
-    settings = cfg.finetune.settings.model_copy(update={"method": train_method, "seed": seed})
-    if method in METHODS and method != "mnaft" and mask_key is None:
-        mask_key = select_flow(cfg.select.model_copy(update={"method": method}), None, cfg.store)
-    key = finetune_flow(
-        cfg.model, settings, data_key, mask_key, cfg.store, cfg.finetune.max_train_per_direction
-    )
-    console.print(f"finetune ({method}): {key}", soft_wrap=True)
+    try:
+        spec = cfg.finetune.system(method)
+    except ValueError as err:
+        raise _fail(f"--method: {err}", 2) from err
+    if spec.mask is not None and mask_key is None and data_key is None:
+        plan = Plan(cfg)
+        if not _store(cfg.store).has("select", plan.mask(spec.mask)):
+            select_flow(cfg, spec.mask)
+    key = finetune_flow(cfg, method, seed, data_key, mask_key)
+    console.print(f"finetune ({method}, seed {seed}): {key}", soft_wrap=True)
 
 
 @app.command("evaluate")
 def evaluate(
     checkpoint: Annotated[
-        list[str], typer.Option("--checkpoint", help="SYSTEM=FINETUNE_KEY (repeatable)")
+        list[str],
+        typer.Option("--checkpoint", help="SYSTEM=FINETUNE_KEY (repeatable; default: the config's suite)"),
     ] = [],  # noqa: B006
     config: ConfigOpt = Path("configs/demo.yaml"),
     store: StoreOpt = None,
-    data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the newest)")] = None,
+    data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the config's)")] = None,
 ) -> None:
-    """Evaluate the base model, the cascades and the given fine-tuned checkpoints; writes the report."""
+    """Evaluate the base model, the cascades and fine-tuned checkpoints (each labelled by the seed its
+    run recorded; without --checkpoint every system and seed of the config); writes the report."""
     cfg = _config(config, store)
     from flows.stages import evaluate_flow
 
-    checkpoints: dict[str, dict[int, str]] = {}
+    checkpoints: dict[str, list[str]] = {}
     for item in checkpoint:
         system, sep, key = item.partition("=")
         if not sep or not system or not key:
             raise _fail(f"--checkpoint {item!r}: expected SYSTEM=FINETUNE_KEY", 2)
-        checkpoints.setdefault(system, {})[len(checkpoints.get(system, {}))] = (
-            _store(cfg.store).resolve(key, "finetune").key
-        )
-    key = evaluate_flow(cfg.model, cfg.evaluate, checkpoints, data_key, cfg.store)
+        checkpoints.setdefault(system, []).append(key)
+    key = evaluate_flow(cfg, checkpoints or None, data_key)
     _print_report(cfg.store, key)
 
 

@@ -44,12 +44,13 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
     """What `mnaft deploy` registers for ``cfg`` (its sections are the default parameters)."""
     c = cfg.model_dump(mode="json")
     store = cfg.store
+    # the stage flows take the whole config: with no upstream key they open what the pipeline made for it
     stage_params: dict[str, dict[str, Any]] = {
         "data": {"config": c["data"], "store": store},
-        "profile": {"model": c["model"], "config": c["profile"], "store": store},
-        "select": {"config": c["select"], "store": store},
-        "finetune": {"model": c["model"], "config": c["finetune"]["settings"], "store": store},
-        "evaluate": {"model": c["model"], "config": c["evaluate"], "checkpoints": {}, "store": store},
+        "profile": {"config": c},
+        "select": {"config": c},
+        "finetune": {"config": c},
+        "evaluate": {"config": c},
     }
     specs = [DeploymentSpec("mnaft", "flows/pipeline.py:mnaft_flow", "cpu", {"config": c})]
     specs += [
@@ -61,7 +62,7 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
     specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", {"store": store}))
     # started by the profile flow (parts > 1), one flow run per part, each on a free gpu worker
     specs.append(DeploymentSpec("profile-part", "flows/stages.py:profile_part_flow", "gpu", {"store": store}))
-    reprofile = {"profile": c["profile"], "select": c["select"], "store": store}
+    reprofile = {"config": c}
     specs.append(
         DeploymentSpec(
             "profile-checkpoint",

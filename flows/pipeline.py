@@ -11,19 +11,20 @@ from mnaft_core.config import PipelineConfig
 from tasks.data import data_task
 from tasks.evaluate import evaluate_task
 from tasks.finetune import finetune_task
+from tasks.plan import mask_selectors, selector_config
 from tasks.profile import profile_task
 from tasks.select import select_task
 
 
 @flow(name="mnaft", log_prints=True)
 def mnaft_flow(config: PipelineConfig) -> dict[str, str]:
-    """Run (or reuse from the store) every stage; returns stage -> artifact key."""
+    """Run (or reuse from the store) every stage; returns stage -> artifact key (``tasks.plan.Plan.keys``
+    computes the same keys without running anything: how a stage run alone finds its inputs)."""
     store, suite = config.store, config.finetune
     data_key = data_task(config.data, store)
     profile_key = profile_task(config.model, config.profile, data_key, store)
-    selectors = sorted({s.mask for s in suite.systems if s.mask is not None})
     masks = {
-        m: select_task(config.select.model_copy(update={"method": m}), profile_key, store) for m in selectors
+        m: select_task(selector_config(config.select, m), profile_key, store) for m in mask_selectors(suite)
     }
     checkpoints: dict[str, dict[int, str]] = {}
     for system in suite.systems:

@@ -1,4 +1,8 @@
-"""One flow per stage: each runs alone given upstream artifact keys, or finds the newest matching ones."""
+"""One flow per stage: each runs alone on the pipeline config in force.
+
+Given no upstream key, a stage opens the artifact the end-to-end flow makes for the same config (keys
+from `tasks.plan`, the functions the pipeline uses); a missing one is an error naming the stage to run.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,25 @@ import time
 
 from prefect import flow
 
-from mnaft_core.config import DEFAULT_STORE
+from mnaft_core.config import DEFAULT_STORE, PipelineConfig
 from mnaft_core.data.config import DataConfig
-from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.organism.config import BootstrapConfig
 from mnaft_core.profiling.runner import ProfileConfig
-from mnaft_core.selection.select import SelectConfig
-from mnaft_core.training.config import FinetuneConfig
-from storage import ArtifactStore, StoreError
 from tasks.bootstrap import bootstrap_task
 from tasks.bootstrap import install as install_organism
 from tasks.data import data_task
 from tasks.evaluate import evaluate_task
 from tasks.finetune import finetune_task
+from tasks.plan import (
+    resolve_checkpoints,
+    resolve_data,
+    resolve_profile,
+    resolve_system_mask,
+    selector_config,
+)
 from tasks.profile import profile_part_task, profile_task
 from tasks.select import select_task
-
-
-def newest(store: str, stage: str, given: str | None) -> str:
-    """``given`` (a key or unique prefix) resolved in the store, or the newest artifact of ``stage``."""
-    st = ArtifactStore(store)
-    if given:
-        return st.resolve(given, stage).key
-    manifests = st.manifests(stage)
-    if not manifests:
-        raise StoreError(f"{store}: no {stage} artifact yet; run the {stage} flow first or pass its key")
-    return manifests[-1].key
 
 
 @flow(name="data", log_prints=True)
@@ -42,24 +38,18 @@ def data_flow(config: DataConfig, store: str = DEFAULT_STORE) -> str:
 
 
 @flow(name="profile", log_prints=True)
-def profile_flow(
-    model: ModelConfig,
-    config: ProfileConfig,
-    data_key: str | None = None,
-    store: str = DEFAULT_STORE,
-    parts: int = 1,
-) -> str:
-    """Per-neuron statistics of ``model`` on the dataset (newest one unless ``data_key`` is given).
+def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int = 1) -> str:
+    """Per-neuron statistics of the config's model on its dataset (or on ``data_key``).
 
     ``parts > 1`` splits the shards over that many `profile-part` flow runs first (deployed: each on a
     worker of its pool, all at once; not deployed: one after another), then publishes the whole.
     """
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
-    data_key = newest(store, "data", data_key)
+    store, data = config.store, resolve_data(config, data_key)
     if parts > 1:
-        _run_parts(model, config, data_key, store, parts)
-    return profile_task(model, config, data_key, store)
+        _run_parts(config.model, config.profile, data, store, parts)
+    return profile_task(config.model, config.profile, data, store)
 
 
 @flow(name="profile-part", log_prints=True)
@@ -100,35 +90,42 @@ def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: 
 
 
 @flow(name="select", log_prints=True)
-def select_flow(config: SelectConfig, profile_key: str | None = None, store: str = DEFAULT_STORE) -> str:
-    """Neuron tables and the mask from a profile (newest unless ``profile_key`` is given)."""
-    return select_task(config, newest(store, "profile", profile_key), store)
+def select_flow(config: PipelineConfig, method: str | None = None, profile_key: str | None = None) -> str:
+    """Neuron tables and the mask of selector ``method`` (default: the select section's) from the
+    config's profile (or ``profile_key``)."""
+    select = selector_config(config.select, method) if method else config.select
+    return select_task(select, resolve_profile(config, profile_key), config.store)
 
 
 @flow(name="finetune", log_prints=True)
 def finetune_flow(
-    model: ModelConfig,
-    config: FinetuneConfig,
+    config: PipelineConfig,
+    system: str = "mnaft",
+    seed: int = 0,
     data_key: str | None = None,
     mask_key: str | None = None,
-    store: str = DEFAULT_STORE,
-    max_train: int = 0,
 ) -> str:
-    """Train one method; mnaft uses ``mask_key`` or the newest mask."""
-    mask = newest(store, "select", mask_key) if config.method == "mnaft" else None
-    return finetune_task(model, config, newest(store, "data", data_key), mask, store, max_train)
+    """Train one system of the suite (or a method / selector by name) with one seed, on the config's
+    dataset and, for a mask-based system, on its selector's mask for the config's model."""
+    suite = config.finetune
+    spec = suite.system(system)
+    data = resolve_data(config, data_key)
+    mask = resolve_system_mask(config, spec, mask_key, data)
+    return finetune_task(config.model, suite.config_for(spec, seed), data, mask, config.store,
+                         suite.max_train_per_direction)  # fmt: skip
 
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(
-    model: ModelConfig,
-    config: EvaluateConfig,
-    checkpoints: dict[str, dict[int, str]],
+    config: PipelineConfig,
+    checkpoints: dict[str, list[str]] | None = None,
     data_key: str | None = None,
-    store: str = DEFAULT_STORE,
 ) -> str:
-    """Evaluate the base model, the cascades and the given fine-tuned checkpoints (system -> seed -> key)."""
-    return evaluate_task(model, config, newest(store, "data", data_key), checkpoints, store)
+    """Evaluate the base model, the cascades and fine-tuned checkpoints: ``checkpoints`` (system ->
+    finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite."""
+    found = resolve_checkpoints(config, checkpoints)
+    data = resolve_data(config, data_key)
+    return evaluate_task(config.model, config.evaluate, data, found, config.store)
 
 
 @flow(name="bootstrap", log_prints=True)

@@ -17,7 +17,7 @@ from mnaft_core.data.config import DataConfig
 from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.profiling.runner import ProfileConfig
-from mnaft_core.selection.select import Method, SelectConfig
+from mnaft_core.selection.select import METHODS, Method, SelectConfig
 from mnaft_core.training.config import FinetuneConfig, TrainMethod
 
 DEFAULT_STORE = "./mnaft-store"
@@ -71,6 +71,22 @@ class FinetuneSuite(StrictModel):
         if dupes := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"system names repeat: {dupes}")
         return v
+
+    def system(self, name: str) -> SystemSpec:
+        """The configured system ``name``, or one named after a method (full, lora) or a mask selector
+        (mnaft, random, ...: mnaft training on that selector's mask) with the shared settings."""
+        for s in self.systems:
+            if s.name == name:
+                return s
+        if name in ("full", "lora"):
+            return SystemSpec(name=name, method=name)
+        if name in METHODS:
+            return SystemSpec(name=name, method="mnaft", mask=name)
+        configured = ", ".join(s.name for s in self.systems)
+        raise ValueError(
+            f"no system {name!r}: configured are {configured}; or name a method (full, lora) or a mask "
+            f"selector ({', '.join(METHODS)})"
+        )
 
     def config_for(self, system: SystemSpec, seed: int) -> FinetuneConfig:
         update: dict[str, Any] = {"method": system.method, "seed": seed}

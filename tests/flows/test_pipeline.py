@@ -21,6 +21,7 @@ from mnaft_core.selection.lape import LapeConfig
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.training.config import FinetuneConfig
 from storage import ArtifactStore
+from tasks.plan import Plan
 
 PAIRS = [
     ("Open file", "Datei öffnen"),
@@ -123,6 +124,7 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
         f.path for f in st.open("finetune", keys["finetune:mnaft:0"]).manifest.files
     }
 
+    assert Plan(config).keys() == keys  # what a stage run alone computes for its inputs
     counts.clear()
     assert mnaft_flow(config) == keys  # unchanged: nothing recomputed
     assert sum(counts.values()) == 0
@@ -133,6 +135,7 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     # select changed: both masks, both mask-based fine-tunes, evaluation rerun; data, profile, lora do not
     assert counts == Counter(select=2, finetune=2, evaluate=1)
     assert new["profile"] == keys["profile"] and new["finetune:lora:0"] == keys["finetune:lora:0"]
+    assert Plan(changed).keys() == new
 
 
 def test_checkpoints_announce_themselves_and_get_reprofiled_once(
@@ -162,12 +165,12 @@ def test_checkpoints_announce_themselves_and_get_reprofiled_once(
 
     counts = _builds(monkeypatch)
     location = str(Path(config.store) / "finetune")
-    fresh = scan_checkpoints_flow(location, config.profile, config.select, keys["data"], config.store)
+    fresh = scan_checkpoints_flow(location, config, keys["data"])
     assert len(fresh) == 3
     assert counts["profile"] == 3 and counts["select"] == 3 and counts["drift"] == 3
     drift = st.manifests("drift")[-1]
     assert 0.0 <= drift.metrics["jaccard"] <= 1.0
     assert "| module | layer |" in st.open("drift", drift.key).read_bytes("drift.md").decode()
     counts.clear()
-    assert scan_checkpoints_flow(location, config.profile, config.select, keys["data"], config.store) == []
+    assert scan_checkpoints_flow(location, config) == []
     assert sum(counts.values()) == 0

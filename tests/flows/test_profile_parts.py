@@ -25,7 +25,7 @@ def test_parts_fill_one_store_and_publish_the_same_profile(
     stores = {}
     for store, parts in ((whole_store, 1), (parts_store, 3)):
         data_key = data_flow(config.data, store)
-        key = profile_flow(config.model, config.profile, data_key, store, parts=parts)
+        key = profile_flow(config.model_copy(update={"store": store}), parts=parts)
         stats = ArtifactStore(store).open("profile", key).local_path(STATS_DIR)
         stores[parts] = zarr.open_group(str(stats), mode="r")
     assert (
