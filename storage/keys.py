@@ -7,10 +7,11 @@ enters through the key of the artifact that holds it, or through its content fin
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,27 +37,107 @@ def content_key(stage: str, inputs: Mapping[str, str], params: Any, code_version
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:KEY_LENGTH]
 
 
-@cache
-def code_version(*packages: str) -> str:
-    """sha256 over the Python sources of ``packages``: any code change makes new keys.
+def module_file(name: str) -> Path:
+    """The source file of module ``name`` (a package's ``__init__.py``), found from its top-level
+    package's folder without importing anything."""
+    path = _module_file(name)
+    if path is None:
+        raise InvalidNameError(f"code_version: module {name!r} has no Python source")
+    return path
 
-    Coarser than a hand-bumped version number and never forgotten; the price is that a comment edit
-    also recomputes the stage.
+
+@cache
+def _package_dir(top: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    origin = Path(spec.origin)
+    return origin.parent if origin.name == "__init__.py" else origin
+
+
+def _module_file(name: str) -> Path | None:
+    top, *rest = name.split(".")
+    base = _package_dir(top)
+    if base is None:
+        return None
+    if base.suffix == ".py":  # a top-level module
+        return base if not rest else None
+    folder = base.joinpath(*rest)
+    for candidate in (folder / "__init__.py", folder.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_module(name: str) -> bool:
+    return _module_file(name) is not None
+
+
+def imports_of(name: str, follow: tuple[str, ...] = ()) -> set[str]:
+    """Every module the source of ``name`` imports, anywhere in it (lazy imports inside functions too):
+    ``from a.b import c`` names ``a.b``, and ``a.b.c`` too where ``c`` is a submodule under ``follow``."""
+    path = module_file(name)
+    st = path.stat()
+    memo = (str(path), st.st_mtime_ns, st.st_size, follow)
+    if memo not in _IMPORTS:
+        _IMPORTS[memo] = _parse_imports(name, path, follow)
+    return set(_IMPORTS[memo])
+
+
+_IMPORTS: dict[tuple[str, int, int, tuple[str, ...]], frozenset[str]] = {}
+
+
+def _followed(name: str, follow: tuple[str, ...]) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in follow)
+
+
+def _parse_imports(name: str, path: Path, follow: tuple[str, ...]) -> frozenset[str]:
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            if _followed(base, follow):
+                found.update(f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}"))
+    return frozenset(found)
+
+
+def import_closure(root: str, follow: tuple[str, ...]) -> tuple[str, ...]:
+    """``root`` and every module under the ``follow`` packages it imports, directly or through each
+    other (with the packages whose ``__init__`` importing them runs): the code a stage runs."""
+    seen, todo = {root}, [root]
+    while todo:
+        for name in imports_of(todo.pop(), follow):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+                mod = ".".join(parts[:i])
+                if mod not in seen and _followed(mod, follow) and _is_module(mod):
+                    seen.add(mod)
+                    todo.append(mod)
+    return tuple(sorted(seen))
+
+
+def code_version(*modules: str) -> str:
+    """sha256 over the source files of ``modules``: any change to one of them makes new keys.
+
+    A stage passes its import closure (``import_closure``), so no module it runs can be forgotten; the
+    price is that a comment edit also recomputes the stage.
     """
     h = hashlib.sha256()
-    for pkg in sorted(packages):
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or spec.origin is None:
-            raise InvalidNameError(f"code_version: package {pkg!r} not found")
-        origin = Path(spec.origin)
-        files: Iterable[Path] = (
-            sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        )
-        for f in files:
-            h.update(f.relative_to(origin.parent).as_posix().encode())
-            h.update(b"\0")
-            h.update(f.read_bytes())
-            h.update(b"\0")
+    for name in sorted(set(modules)):
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(module_file(name).read_bytes())
+        h.update(b"\0")
     return h.hexdigest()[:16]
 
 

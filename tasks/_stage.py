@@ -29,26 +29,27 @@ from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import model_identity
 from storage import ArtifactStore, code_version, content_key
 from storage.http import http_base, public_url
+from storage.keys import import_closure
 
-# The model code every model-running stage depends on. Not all of mnaft_core.models: the organism's
-# training code and the checkpoint scanner change no profile, fine-tune or evaluation result.
-MODEL_CODE = (
-    "mnaft_core.models.adapters",
-    "mnaft_core.models.config",
-    "mnaft_core.models.loading",
-    "mnaft_core.models.processor",
-    "mnaft_core.models.prompts",
-)
+# Where a stage's code version looks: the library. The stage's task module and every library module it
+# imports, directly or not, are hashed (storage.keys.import_closure), so no module can be left out.
+LIBRARY = ("mnaft_core",)
 
 INLINE_MAX_BYTES = 512 * 1024  # without an http store URL, pictures up to this size go inline
 
 
+def stage_code(module: str) -> str:
+    """Code version of the stage whose task module is ``module``: its source and its library closure."""
+    return code_version(*import_closure(module, LIBRARY))
+
+
 def stage_key(
-    stage: str, params: StrictModel | Mapping[str, Any], inputs: Mapping[str, str], packages: tuple[str, ...]
+    stage: str, params: StrictModel | Mapping[str, Any], inputs: Mapping[str, str], module: str
 ) -> str:
-    """Content key of ``stage``: upstream keys + parameters + the source of the code that computes it."""
+    """Content key of ``stage``: upstream keys + parameters + the source of the code that computes it
+    (``module``: the stage's task module, whose import closure is that code)."""
     p = params.model_dump(mode="json") if isinstance(params, StrictModel) else dict(params)
-    return content_key(stage, inputs, p, code_version(*packages))
+    return content_key(stage, inputs, p, stage_code(module))
 
 
 def model_input(model: ModelConfig) -> dict[str, str]:
@@ -75,7 +76,7 @@ def publish(
     *,
     params: Any,
     inputs: Mapping[str, str],
-    packages: tuple[str, ...],
+    module: str,
     build: Callable[[Path], Mapping[str, Any]],
     resumable: bool = False,
 ) -> str:
@@ -84,7 +85,7 @@ def publish(
     if st.has(stage, key):
         return key
     with st.writer(
-        stage, key, inputs=inputs, params=params, code_version=code_version(*packages), resumable=resumable
+        stage, key, inputs=inputs, params=params, code_version=stage_code(module), resumable=resumable
     ) as w:
         w.metrics.update(build(w.dir))
     return key

@@ -18,12 +18,11 @@ from storage import ArtifactStore
 from tasks._stage import publish, show_pictures, stage_key, stage_progress, store_cache
 
 STAGE = "organism"
-PACKAGES = ("mnaft_core.organism", "mnaft_core.models.processor", "mnaft_core.models.prompts")
 FOLDERS = {"organism": "embedded:organism", "nllb-organism": "embedded:nllb-organism"}
 
 
 def organism_key(cfg: BootstrapConfig, data_key: str, store: str = "") -> str:
-    return stage_key(STAGE, cfg.organism, {"data": data_key}, PACKAGES)
+    return stage_key(STAGE, cfg.organism, {"data": data_key}, __name__)
 
 
 def build_organism(
@@ -57,7 +56,7 @@ def build_organism(
         key,
         params=cfg.organism.model_dump(mode="json"),
         inputs={"data": data_key},
-        packages=PACKAGES,
+        module=__name__,
         build=build,
     )
 

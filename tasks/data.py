@@ -16,11 +16,10 @@ from storage import ArtifactStore
 from tasks._stage import publish, stage_key, store_cache, with_pictures
 
 STAGE = "data"
-PACKAGES = ("mnaft_core.data",)
 
 
 def data_key(cfg: DataConfig, store: str = "") -> str:
-    return stage_key(STAGE, cfg, {}, PACKAGES)
+    return stage_key(STAGE, cfg, {}, __name__)
 
 
 def build_data(cfg: DataConfig, store: str) -> str:
@@ -35,7 +34,7 @@ def build_data(cfg: DataConfig, store: str) -> str:
 
     key = data_key(cfg)
     return publish(
-        store, STAGE, key, params=cfg.model_dump(mode="json"), inputs={}, packages=PACKAGES, build=build
+        store, STAGE, key, params=cfg.model_dump(mode="json"), inputs={}, module=__name__, build=build
     )
 
 

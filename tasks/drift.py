@@ -16,11 +16,10 @@ from storage import ArtifactStore
 from tasks._stage import publish, stage_key, store_cache
 
 STAGE = "drift"
-PACKAGES = ("mnaft_core.selection.drift",)
 
 
 def drift_key(old_mask: str, new_mask: str, store: str = "") -> str:
-    return stage_key(STAGE, {}, {"old": old_mask, "new": new_mask}, PACKAGES)
+    return stage_key(STAGE, {}, {"old": old_mask, "new": new_mask}, __name__)
 
 
 def build_drift(old_mask: str, new_mask: str, store: str) -> str:
@@ -38,7 +37,7 @@ def build_drift(old_mask: str, new_mask: str, store: str) -> str:
 
     inputs = {"old": old_mask, "new": new_mask}
     key = drift_key(old_mask, new_mask)
-    return publish(store, STAGE, key, params={}, inputs=inputs, packages=PACKAGES, build=build)
+    return publish(store, STAGE, key, params={}, inputs=inputs, module=__name__, build=build)
 
 
 @task(name="drift", cache_key_fn=store_cache(STAGE, drift_key), persist_result=True, result_serializer="json")

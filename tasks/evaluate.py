@@ -17,7 +17,6 @@ from mnaft_core.models.config import ModelConfig
 from mnaft_core.training.finetune import MODEL_DIR
 from storage import ArtifactStore
 from tasks._stage import (
-    MODEL_CODE,
     model_input,
     publish,
     stage_key,
@@ -27,7 +26,6 @@ from tasks._stage import (
 )
 
 STAGE = "evaluate"
-PACKAGES = ("mnaft_core.evaluation", "mnaft_core.data.dataset", "mnaft_core._base", *MODEL_CODE)
 Checkpoints = Mapping[str, Mapping[int, str]]  # system -> seed -> finetune key
 
 
@@ -43,7 +41,7 @@ def _inputs(model: ModelConfig, data_key: str, checkpoints: Checkpoints) -> dict
 def evaluate_key(
     model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str = ""
 ) -> str:
-    return stage_key(STAGE, cfg, _inputs(model, data_key, checkpoints), PACKAGES)
+    return stage_key(STAGE, cfg, _inputs(model, data_key, checkpoints), __name__)
 
 
 def build_evaluate(
@@ -71,7 +69,7 @@ def build_evaluate(
 
     key = evaluate_key(model, cfg, data_key, checkpoints)
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"),
-                   inputs=_inputs(model, data_key, checkpoints), packages=PACKAGES, build=build)  # fmt: skip
+                   inputs=_inputs(model, data_key, checkpoints), module=__name__, build=build)  # fmt: skip
 
 
 @task(

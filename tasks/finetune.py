@@ -20,16 +20,9 @@ from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
 from mnaft_core.training.launch import METRICS, LaunchSpec, run_torchrun
 from storage import ArtifactStore
-from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
 
 STAGE = "finetune"
-PACKAGES = (
-    "mnaft_core.training",
-    "mnaft_core.selection.mask",
-    "mnaft_core.data.dataset",
-    "mnaft_core._base",
-    *MODEL_CODE,
-)
 CHECKPOINT_EVENT = "mnaft.checkpoint.created"
 
 
@@ -42,7 +35,7 @@ def finetune_key(
     max_train: int = 0,
 ) -> str:
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
-    return stage_key(STAGE, {**cfg.model_dump(mode="json"), "max_train": max_train}, inputs, PACKAGES)
+    return stage_key(STAGE, {**cfg.model_dump(mode="json"), "max_train": max_train}, inputs, __name__)
 
 
 def build_finetune(
@@ -79,7 +72,7 @@ def build_finetune(
 
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
     params = {**cfg.model_dump(mode="json"), "max_train": max_train}
-    return publish(store, STAGE, key, params=params, inputs=inputs, packages=PACKAGES, build=build)
+    return publish(store, STAGE, key, params=params, inputs=inputs, module=__name__, build=build)
 
 
 @task(

@@ -16,15 +16,14 @@ from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.zarr_stats import pending_shards
 from mnaft_core.selection.mask import model_fingerprint
 from storage import ArtifactStore
-from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
 
 STAGE = "profile"
-PACKAGES = ("mnaft_core.profiling", "mnaft_core.data.dataset", "mnaft_core._base", *MODEL_CODE)
 STATS_DIR = "stats.zarr"
 
 
 def profile_key(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str = "") -> str:
-    return stage_key(STAGE, cfg, {**model_input(model), "data": data_key}, PACKAGES)
+    return stage_key(STAGE, cfg, {**model_input(model), "data": data_key}, __name__)
 
 
 def _setup(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str):  # type: ignore[no-untyped-def]
@@ -62,7 +61,7 @@ def build_profile(
 
     key = profile_key(model, cfg, data_key)
     inputs = {**model_input(model), "data": data_key}
-    return publish(store, STAGE, key, params=cfg.model_dump(mode="json"), inputs=inputs, packages=PACKAGES,
+    return publish(store, STAGE, key, params=cfg.model_dump(mode="json"), inputs=inputs, module=__name__,
                    build=build, resumable=True)  # fmt: skip
 
 

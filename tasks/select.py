@@ -17,11 +17,10 @@ from tasks._stage import publish, show_pictures, stage_key, store_cache
 from tasks.profile import STATS_DIR
 
 STAGE = "select"
-PACKAGES = ("mnaft_core.selection", "mnaft_core.viz")
 
 
 def select_key(cfg: SelectConfig, profile_key: str, store: str = "") -> str:
-    return stage_key(STAGE, cfg, {"profile": profile_key}, PACKAGES)
+    return stage_key(STAGE, cfg, {"profile": profile_key}, __name__)
 
 
 def build_select(cfg: SelectConfig, profile_key: str, store: str) -> str:
@@ -35,7 +34,7 @@ def build_select(cfg: SelectConfig, profile_key: str, store: str) -> str:
 
     key = select_key(cfg, profile_key)
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"), inputs={"profile": profile_key},
-                   packages=PACKAGES, build=build)  # fmt: skip
+                   module=__name__, build=build)  # fmt: skip
 
 
 @task(
