@@ -415,14 +415,22 @@ def translate(
     batch_size: int = 8,
     max_new_tokens: int = 64,
     device: str = "auto",
+    system: Annotated[
+        str, typer.Option(help="direct (the model translates the image) or read+translate (needs --from)")
+    ] = "direct",
 ) -> None:
     """Translate the text shown in images; unreadable files are reported and skipped."""
     from PIL import Image, UnidentifiedImageError
 
+    from mnaft_core.evaluation.systems import Generation, ImageInput, MllmDirect, ReadThenTranslate
     from mnaft_core.models.config import ModelConfig
     from mnaft_core.models.loading import ModelLoadError, load_mllm
-    from mnaft_core.models.prompts import Example, generate
     from mnaft_core.training.finetune import MODEL_DIR
+
+    if system not in ("direct", "read+translate"):
+        raise _fail(f"--system {system!r}: expected direct or read+translate", 2)
+    if system == "read+translate" and not source:
+        raise _fail("--system read+translate translates what the model read: pass --from LANG", 2)
 
     path = model
     if not model.startswith("embedded:") and not Path(model).exists() and "/" not in model:
@@ -434,19 +442,21 @@ def translate(
         loaded = load_mllm(ModelConfig(name_or_path=path, device=device))
     except ModelLoadError as err:
         raise _fail(str(err), 2) from err
-    good: list[tuple[Path, Example]] = []
+    gen = Generation(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    kind = MllmDirect if system == "direct" else ReadThenTranslate
+    translator = kind(system, loaded.model, loaded.processor, gen)
+    good: list[tuple[Path, ImageInput]] = []
     failed = 0
     for img_path in images:
         try:
             with Image.open(img_path) as im:
-                good.append((img_path, Example("translate_image", source, to, image=im.convert("RGB"))))
+                good.append((img_path, ImageInput(im.convert("RGB"), source, to)))
         except (OSError, UnidentifiedImageError) as err:
             failed += 1
             err_console.print(
                 f"[red]{img_path}[/]: cannot read image ({err})", highlight=False, soft_wrap=True
             )
-    outs = generate(loaded.model, loaded.processor, [e for _, e in good], max_new_tokens=max_new_tokens,
-                    batch_size=batch_size)  # fmt: skip
+    outs = translator.translate([x for _, x in good]).hypotheses if good else []
     for (img_path, _), text in zip(good, outs, strict=True):
         if as_json:
             print(json.dumps({"image": str(img_path), "to": to, "translation": text}, ensure_ascii=False))

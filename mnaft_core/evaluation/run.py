@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from torch import nn
 
 from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import Sample
@@ -21,10 +20,23 @@ from mnaft_core.evaluation.metrics import corpus_scores, error_rate
 from mnaft_core.evaluation.mt import NllbTranslator
 from mnaft_core.evaluation.ocr import make_ocr
 from mnaft_core.evaluation.report import score_outputs, significance, write_report
-from mnaft_core.evaluation.systems import EvaluateConfig, Row, direct, ocr_mt, own_cascade
+from mnaft_core.evaluation.systems import (
+    EvaluateConfig,
+    Generation,
+    ImageInput,
+    MllmDirect,
+    OcrMtCascade,
+    ReadThenTranslate,
+    Row,
+    System,
+    inputs_of,
+    load_direct,
+    read_images,
+    rows,
+    translate_texts,
+)
 from mnaft_core.models.config import ModelConfig
-from mnaft_core.models.loading import load_mllm, pick_device, resolve
-from mnaft_core.models.prompts import Example, generate
+from mnaft_core.models.loading import pick_device, resolve
 
 BASE, OWN_CASCADE, CASCADE = "base", "base-read+translate", "ocr+mt"
 
@@ -40,20 +52,11 @@ class Candidate:
 
 
 def retention(
-    model: nn.Module, processor: Any, samples: Sequence[Sample], cfg: EvaluateConfig
+    system: MllmDirect, samples: Sequence[Sample], inputs: Sequence[ImageInput], gen: Generation
 ) -> dict[str, float]:
-    """Reading CER and text-translation chrF++ (gold source text in)."""
-    kw: dict[str, Any] = {
-        "max_new_tokens": cfg.max_new_tokens,
-        "batch_size": cfg.batch_size,
-        "num_beams": cfg.num_beams,
-    }
-    reads = generate(
-        model, processor, [Example("read_image", s.src, s.src, image=s.pil()) for s in samples], **kw
-    )
-    texts = generate(
-        model, processor, [Example("translate_text", s.src, s.tgt, text=s.src_text) for s in samples], **kw
-    )
+    """Reading CER and text-translation chrF++ (gold source text in) of the system's MLLM."""
+    reads = read_images(system.model, system.processor, inputs, gen)
+    texts = translate_texts(system.model, system.processor, [s.src_text for s in samples], inputs, gen)
     chrf = [
         corpus_scores(
             [t for t, s in zip(texts, samples, strict=True) if s.direction == d],
@@ -66,6 +69,15 @@ def retention(
         "reading_cer": error_rate(reads, [s.src_text for s in samples], "char"),
         "text_chrf": sum(chrf) / len(chrf),
     }
+
+
+def run_system(system: System, samples: Sequence[Sample], inputs: Sequence[ImageInput], seed: int = 0
+               ) -> tuple[list[Row], float | None]:  # fmt: skip
+    """The system's output rows, and the CER of what it read when it is a cascade."""
+    out = system.translate(inputs)
+    refs = [s.src_text for s in samples]
+    cer = error_rate(out.readings, refs, "char") if out.readings is not None else None
+    return rows(system.name, seed, samples, out.hypotheses), cer
 
 
 def evaluate(
@@ -87,32 +99,35 @@ def evaluate(
         if on_progress is not None:
             on_progress(done, phases)
 
-    rows: list[Row] = []
+    table: list[Row] = []
     retained: list[dict[str, Any]] = []
-    loaded = load_mllm(base)
-    rows += direct(BASE, loaded.model, loaded.processor, samples, cfg)
+    inputs = inputs_of(samples)
+    gen, quiet = Generation.of(cfg), Generation.of(cfg, progress=False)
+    base_system = load_direct(BASE, base, gen)
+    table += run_system(base_system, samples, inputs)[0]
     extra: dict[str, Any] = {}
     if cfg.own_cascade:
-        own, cer = own_cascade(OWN_CASCADE, loaded.model, loaded.processor, samples, cfg)
-        rows += own
-        extra["base_reading_cer"] = cer
-    retained.append({"system": BASE, "seed": 0, **retention(loaded.model, loaded.processor, samples, cfg)})
-    del loaded
+        own = ReadThenTranslate(OWN_CASCADE, base_system.model, base_system.processor, gen)
+        own_rows, extra["base_reading_cer"] = run_system(own, samples, inputs)
+        table += own_rows
+        del own
+    retained.append({"system": BASE, "seed": 0, **retention(base_system, samples, inputs, quiet)})
+    del base_system  # the base model's memory is free before the next one loads
     advance()
     if cfg.cascade:
         engine = make_ocr(cfg.ocr, sorted({s.script for s in samples}))
         device = str(pick_device(base.device))
         mt = NllbTranslator(resolve(cfg.mt_model), device=device, num_beams=cfg.mt_num_beams)
-        cascade_rows, ocr_cer = ocr_mt(CASCADE, engine, mt, samples)
-        rows += cascade_rows
-        extra["ocr_cer"] = ocr_cer
+        cascade_rows, extra["ocr_cer"] = run_system(OcrMtCascade(CASCADE, engine, mt), samples, inputs)
+        table += cascade_rows
         advance()
     for c in candidates:
-        m = load_mllm(base.model_copy(update={"name_or_path": str(c.path)}))
-        rows += direct(c.system, m.model, m.processor, samples, cfg, seed=c.seed)
-        retained.append({"system": c.system, "seed": c.seed, **retention(m.model, m.processor, samples, cfg)})
+        tuned = load_direct(c.system, base, gen, c.path)
+        table += run_system(tuned, samples, inputs, seed=c.seed)[0]
+        retained.append({"system": c.system, "seed": c.seed, **retention(tuned, samples, inputs, quiet)})
+        del tuned
         advance()
-    outputs = pl.DataFrame(rows)
+    outputs = pl.DataFrame(table)
     out.mkdir(parents=True, exist_ok=True)
     outputs.write_parquet(out / "outputs.parquet")
     scores = score_outputs(outputs)

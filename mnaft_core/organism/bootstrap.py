@@ -21,10 +21,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mnaft_core.data.dataset import Sample, load_samples
 from mnaft_core.data.fonts import FontLibrary, detect_script
-from mnaft_core.evaluation.metrics import error_rate, make_chrf
+from mnaft_core.evaluation.metrics import corpus_scores, error_rate
 from mnaft_core.evaluation.mt import NllbTranslator
+from mnaft_core.evaluation.systems import (
+    Generation,
+    MllmDirect,
+    ReadThenTranslate,
+    inputs_of,
+    translate_by_direction,
+    translate_texts,
+)
 from mnaft_core.models.processor import train_tokenizer
-from mnaft_core.models.prompts import Example, generate, instruction
+from mnaft_core.models.prompts import Example, instruction
 from mnaft_core.organism.config import BootstrapConfig
 from mnaft_core.organism.mllm import TaskMixture, build_mllm, train_mllm
 from mnaft_core.organism.nllb import build_nllb, train_nllb, train_nllb_tokenizer
@@ -59,43 +67,38 @@ def _tokenizer_corpus(lines: Sequence[Line], samples: Sequence[Sample]) -> list[
     return [line.text for line in lines] + sorted(prompts) * 200
 
 
-def _chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
-    return round(float(make_chrf().corpus_score(list(hyps), [list(refs)]).score), 2)
+def _chrf(hyps: Sequence[str], refs: Sequence[str], lang: str) -> float:
+    return round(corpus_scores(hyps, refs, lang)["chrf"].score, 2)
 
 
 def measure(mllm_dir: Path, mt_dir: Path, test: Sequence[Sample], max_new_tokens: int) -> dict[str, Any]:
-    """Reading CER, text chrF, zero-shot image chrF and the own cascade's chrF, per language/direction."""
+    """Reading CER, text chrF, zero-shot image chrF and the own cascade's chrF, per language/direction:
+    through the evaluation's systems, so these are the numbers `mnaft evaluate` would report."""
     model = T.AutoModelForImageTextToText.from_pretrained(mllm_dir, dtype=torch.float32)
     processor = T.AutoProcessor.from_pretrained(mllm_dir)
-    images = [s.pil() for s in test]
-    gen = lambda exs: generate(model, processor, exs, max_new_tokens=max_new_tokens, batch_size=32)  # noqa: E731
-    read = gen([Example("read_image", s.src, s.src, image=im) for s, im in zip(test, images, strict=True)])
-    text = gen([Example("translate_text", s.src, s.tgt, text=s.src_text) for s in test])
-    zero = gen(
-        [Example("translate_image", s.src, s.tgt, image=im) for s, im in zip(test, images, strict=True)]
-    )
-    cascade = gen([Example("translate_text", s.src, s.tgt, text=r) for s, r in zip(test, read, strict=True)])
+    inputs = inputs_of(test)
+    gen = Generation(max_new_tokens=max_new_tokens, batch_size=32)
+    own = ReadThenTranslate("own-cascade", model, processor, gen).translate(inputs)
+    read, cascade = own.readings or [], own.hypotheses
+    text = translate_texts(model, processor, [s.src_text for s in test], inputs, gen)
+    zero = MllmDirect("zero-shot", model, processor, gen).translate(inputs).hypotheses
     mt = NllbTranslator(str(mt_dir), max_new_tokens=max_new_tokens)
+    mt_out = translate_by_direction(mt, [s.src_text for s in test], inputs)
     by_dir: dict[str, list[int]] = {}
     for i, s in enumerate(test):
         by_dir.setdefault(s.direction, []).append(i)
-    mt_out = [""] * len(test)
-    for idx in by_dir.values():
-        s0 = test[idx[0]]
-        for i, h in zip(idx, mt.translate([test[i].src_text for i in idx], s0.src, s0.tgt), strict=True):
-            mt_out[i] = h
 
     def pick(xs: Sequence[str], idx: Sequence[int]) -> list[str]:
         return [xs[i] for i in idx]
 
     per_dir: dict[str, dict[str, float]] = {}
     for d, idx in by_dir.items():
-        refs = pick([s.tgt_text for s in test], idx)
+        refs, lang = pick([s.tgt_text for s in test], idx), test[idx[0]].tgt
         per_dir[d] = {
-            "text_chrf": _chrf(pick(text, idx), refs),
-            "zero_shot_image_chrf": _chrf(pick(zero, idx), refs),
-            "own_cascade_chrf": _chrf(pick(cascade, idx), refs),
-            "nllb_organism_text_chrf": _chrf(pick(mt_out, idx), refs),
+            "text_chrf": _chrf(pick(text, idx), refs, lang),
+            "zero_shot_image_chrf": _chrf(pick(zero, idx), refs, lang),
+            "own_cascade_chrf": _chrf(pick(cascade, idx), refs, lang),
+            "nllb_organism_text_chrf": _chrf(pick(mt_out, idx), refs, lang),
             "reading_cer": round(error_rate(pick(read, idx), pick([s.src_text for s in test], idx)), 4),
         }
     per_lang: dict[str, list[int]] = {}
