@@ -134,11 +134,6 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return f"{source}: invalid configuration\n" + "\n".join(lines)
 
 
-def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
-    """Validate a mapping (already parsed YAML/JSON); ``source`` names it in errors."""
-    return parse_model(data, PipelineConfig, source)
-
-
 def parse_model(data: Any, model: type[M], source: str = "<config>") -> M:
     """Validate a mapping as ``model``; errors name ``source`` and each dotted key at fault."""
     if not isinstance(data, dict):

@@ -14,7 +14,8 @@ from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import load_mllm
 from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.zarr_stats import pending_shards
-from mnaft_core.selection.mask import model_fingerprint
+from mnaft_core.selection.from_profile import SITE_PARAMETERS
+from mnaft_core.selection.mask import model_fingerprint, site_parameters
 from storage import ArtifactStore
 from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
 
@@ -31,7 +32,8 @@ def _setup(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str):  
     loaded = load_mllm(model)
     dataset = ArtifactStore(store).open("data", data_key).local_dir()
     the_plan = plan(load_samples(dataset, cfg.split, limit=cfg.max_samples_per_direction), cfg)
-    attrs = {"fingerprint": model_fingerprint(loaded.model), "data_key": data_key, "model": loaded.source}
+    attrs = {"fingerprint": model_fingerprint(loaded.model), "data_key": data_key, "model": loaded.source,
+             SITE_PARAMETERS: site_parameters(loaded.model)}  # fmt: skip
     return loaded, the_plan, attrs
 
 

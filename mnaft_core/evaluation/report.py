@@ -151,8 +151,7 @@ def write_report(
         "significance": sig.to_dicts() if sig is not None else [],
         "retention": retention.to_dicts() if retention is not None else [],
         "cost": cost.to_dicts() if cost is not None else [],
-        "comet": extra.get("comet", "not computed") if extra else "not computed",
-        **({k: v for k, v in extra.items() if k != "comet"} if extra else {}),
+        **(extra or {}),
     }
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "scores.png"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
@@ -185,7 +184,7 @@ def write_report(
         md += ["## Cost", "", _md_table(cost), ""]
     md += ["## Metric signatures", ""]
     md += [f"- {m}: `{s}`" for m, sigs in signatures.items() for s in sigs]
-    md += ["", f"COMET: {report['comet']}", ""]
+    md += [""]
     paths["md"].write_text("\n".join(md))
     plot_scores(agg, paths["png"])
     return paths

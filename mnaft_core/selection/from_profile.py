@@ -12,6 +12,7 @@ import zarr
 
 from mnaft_core.profiling.zarr_stats import Condition, condition_totals, sample_means
 from mnaft_core.selection.aggregate import LanguageStats, per_language
+from mnaft_core.selection.mask import MaskError
 from mnaft_core.selection.select import SelectConfig, SelectionResult, select_neurons
 from mnaft_core.viz.neurons import (
     neuron_embedding,
@@ -21,6 +22,7 @@ from mnaft_core.viz.neurons import (
 )
 
 MASK_FILE = "mask.safetensors"
+SITE_PARAMETERS = "site_parameters"  # profile attribute: site path -> {parameter name: neuron axis}
 
 
 def language_stats(root: zarr.Group) -> tuple[dict[str, LanguageStats], dict[str, list[str]]]:
@@ -37,10 +39,20 @@ def language_stats(root: zarr.Group) -> tuple[dict[str, LanguageStats], dict[str
 
 
 def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
+    """The selection, its mask sites carrying the parameter slices the profile recorded of the model."""
     stats, sites = language_stats(root)
-    return select_neurons(
+    result = select_neurons(
         stats, sites, cfg, str(root.attrs["fingerprint"]), str(root.attrs.get("data_key", ""))
     )
+    recorded: dict[str, dict[str, int]] = dict(root.attrs.get(SITE_PARAMETERS) or {})
+    for path, site in result.mask.sites.items():
+        if path not in recorded:
+            raise MaskError(
+                f"profile {root.store}: no parameter slices recorded for site {path} (attribute "
+                f"{SITE_PARAMETERS!r}); profile the model again with this version"
+            )
+        site.parameters = dict(recorded[path])
+    return result
 
 
 def sample_pictures(root: zarr.Group, neurons: pl.DataFrame, out: Path) -> list[Path]:

@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from torch import nn
 
 from mnaft_core._base import canonical_json
-from mnaft_core.models.adapters import MlpSite, neuron_sites
+from mnaft_core.models.adapters import neuron_sites
 
 FORMAT = "mnaft-neuron-mask/1"
 
@@ -40,6 +40,7 @@ class SiteMask:
     width: int
     agnostic: NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
     specific: dict[str, NDArray[np.int32]] = field(default_factory=dict)
+    parameters: dict[str, int] = field(default_factory=dict)  # parameter name -> axis of neuron j
 
     def neurons(self, languages: Iterable[str] | None = None) -> NDArray[np.int32]:
         """Agnostic neurons plus the specific neurons of ``languages`` (all languages if None)."""
@@ -108,19 +109,27 @@ class NeuronMask:
                     raise MaskError(f"mask site {path} ({name}) has neuron indices outside [0, {width})")
 
     def save(self, path: str | Path, model: nn.Module | None = None) -> None:
+        """Write the file docs/mask-format.md describes, every field of it.
+
+        Each site's ``parameters`` come from the site (the select stage takes them from the profile,
+        which recorded them from the model); with ``model`` they are computed from it instead.
+        """
+        if model is not None:
+            for p, params in site_parameters(model).items():
+                if p in self.sites:
+                    self.sites[p].parameters = params
         tensors: dict[str, NDArray[np.int32]] = {}
         sites_meta: dict[str, Any] = {}
-        slices = {s.path: s for s in neuron_sites(model)} if model is not None else {}
         for p, s in self.sites.items():
             if "::" in p:
                 raise MaskError(f"site path {p!r} contains '::', which the mask format reserves")
+            if not s.parameters:
+                raise MaskError(f"mask site {p} has no parameter slices: pass the model, or set them")
             tensors[f"{p}::agnostic"] = np.ascontiguousarray(s.agnostic, dtype=np.int32)
             for lang, idx in s.specific.items():
                 tensors[f"{p}::specific::{lang}"] = np.ascontiguousarray(idx, dtype=np.int32)
-            meta: dict[str, Any] = {"module": s.module, "layer": s.layer, "width": s.width}
-            if p in slices:
-                meta["parameters"] = {k: v[1] for k, v in slices[p].parameter_slices(model).items()}  # type: ignore[arg-type]
-            sites_meta[p] = meta
+            sites_meta[p] = {"module": s.module, "layer": s.layer, "width": s.width,
+                             "parameters": dict(s.parameters)}  # fmt: skip
         metadata = {
             "format": FORMAT,
             "fingerprint": self.fingerprint,
@@ -130,43 +139,97 @@ class NeuronMask:
             "sites": canonical_json(sites_meta),
             "counts": canonical_json(self.counts()),
         }
+        _validate(self, str(path))  # never write what load would refuse
         save_file(tensors, str(path), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuronMask:
+        """Read and validate a mask file; every problem is a MaskError naming the file and the field."""
+        where = str(path)
         try:
-            with safe_open(str(path), framework="numpy") as f:
+            with safe_open(where, framework="numpy") as f:
                 meta = f.metadata() or {}
                 if meta.get("format") != FORMAT:
                     raise MaskError(
-                        f"{path}: not a neuron mask (format {meta.get('format')!r}, expected {FORMAT})"
+                        f"{where}: not a neuron mask (format {meta.get('format')!r}, expected {FORMAT})"
                     )
-                sites_meta = json.loads(meta["sites"])
-                sites = {
-                    p: SiteMask(m["module"], int(m["layer"]), int(m["width"])) for p, m in sites_meta.items()
-                }
+                if missing := [k for k in HEADER_FIELDS if k not in meta]:
+                    raise MaskError(f"{where}: header metadata lacks {', '.join(missing)}")
+                sites = {p: _site(where, p, m) for p, m in _json(where, meta, "sites").items()}
                 for name in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
                     p, _, rest = name.partition("::")
                     if p not in sites:
-                        raise MaskError(f"{path}: tensor {name} names a site missing from the metadata")
-                    arr = np.asarray(f.get_tensor(name), dtype=np.int32)
+                        raise MaskError(f"{where}: tensor {name} names a site missing from the metadata")
+                    arr = np.asarray(f.get_tensor(name))
+                    if arr.dtype != np.int32 or arr.ndim != 1:
+                        raise MaskError(
+                            f"{where}: tensor {name} is {arr.dtype} {arr.shape}, expected 1-D int32"
+                        )
                     if rest == "agnostic":
                         sites[p].agnostic = arr
                     elif rest.startswith("specific::"):
                         sites[p].specific[rest.removeprefix("specific::")] = arr
                     else:
-                        raise MaskError(f"{path}: unexpected tensor {name}")
+                        raise MaskError(f"{where}: unexpected tensor {name}")
         except MaskError:
             raise
         except (OSError, KeyError, ValueError, SafetensorError) as err:
-            raise MaskError(f"{path}: cannot read neuron mask: {err}") from err
-        return cls(
-            fingerprint=meta["fingerprint"],
-            sites=sites,
-            method=meta.get("method", ""),
-            data_key=meta.get("data_key", ""),
-            thresholds=json.loads(meta.get("thresholds", "{}")),
-        )
+            raise MaskError(f"{where}: cannot read neuron mask: {err}") from err
+        thresholds = _json(where, meta, "thresholds")
+        mask = cls(meta["fingerprint"], sites, meta["method"], meta["data_key"], thresholds)
+        _validate(mask, where)
+        if _json(where, meta, "counts") != mask.counts():
+            raise MaskError(f"{where}: header counts disagree with the tensors")
+        return mask
+
+
+# The header metadata keys (docs/mask-format.md), and each entry of its ``sites`` table.
+HEADER_FIELDS = ("format", "fingerprint", "method", "data_key", "thresholds", "sites", "counts")
+SITE_FIELDS = ("module", "layer", "width", "parameters")
+MODULES = ("vision", "language")
+
+
+def _json(where: str, meta: Mapping[str, str], key: str) -> Any:
+    try:
+        value = json.loads(meta[key])
+    except json.JSONDecodeError as err:
+        raise MaskError(f"{where}: header {key!r} is not JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise MaskError(f"{where}: header {key!r} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _site(where: str, path: str, m: Any) -> SiteMask:
+    if not isinstance(m, dict) or sorted(m) != sorted(SITE_FIELDS):
+        raise MaskError(f"{where}: site {path}: expected fields {', '.join(SITE_FIELDS)}, got {m!r:.200}")
+    if m["module"] not in MODULES:
+        raise MaskError(f"{where}: site {path}: module {m['module']!r} is not one of {', '.join(MODULES)}")
+    for k in ("layer", "width"):
+        if not isinstance(m[k], int) or m[k] < (0 if k == "layer" else 1):
+            raise MaskError(f"{where}: site {path}: bad {k} {m[k]!r}")
+    params = m["parameters"]
+    if not isinstance(params, dict) or not params or any(a not in (0, 1) for a in params.values()):
+        raise MaskError(f"{where}: site {path}: parameters must map parameter names to axis 0 or 1")
+    return SiteMask(m["module"], m["layer"], m["width"], parameters=dict(params))
+
+
+def _validate(mask: NeuronMask, where: str) -> None:
+    """What the format promises of the indices: sorted, unique, in range; agnostic apart from specific."""
+    if not mask.fingerprint or not mask.method:
+        raise MaskError(f"{where}: fingerprint and method must be set")
+    for p, s in mask.sites.items():
+        for name, idx in [("agnostic", s.agnostic), *((f"specific::{k}", v) for k, v in s.specific.items())]:
+            if idx.size and (np.any(np.diff(idx) <= 0) or idx[0] < 0 or idx[-1] >= s.width):
+                raise MaskError(
+                    f"{where}: site {p} ({name}): indices must be sorted, unique, in [0, {s.width})"
+                )
+        if s.specific and np.intersect1d(s.agnostic, np.concatenate(list(s.specific.values()))).size:
+            raise MaskError(f"{where}: site {p}: a neuron is both agnostic and specific")
+
+
+def site_parameters(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Site path -> {parameter name: axis along which neuron j owns index j}, for every MLP site."""
+    return {s.path: {k: v[1] for k, v in s.parameter_slices(model).items()} for s in neuron_sites(model)}
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -193,7 +256,3 @@ def _config_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: (_config_identity(v) if isinstance(v, Mapping) else v) for k, v in cfg.items() if k not in volatile
     }
-
-
-def sites_by_path(model: nn.Module) -> dict[str, MlpSite]:
-    return {s.path: s for s in neuron_sites(model)}

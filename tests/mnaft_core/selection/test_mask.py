@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +79,97 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(MaskError, match="cannot read neuron mask"):
         NeuronMask.load(tmp_path / "junk.safetensors")
+
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "mask-format.md"
+
+
+def _doc_fields() -> tuple[list[str], list[str]]:
+    """The header keys of the doc's metadata table, and the fields it names for each ``sites`` entry."""
+    text = DOC.read_text()
+    table = text[text.index("## Header metadata") : text.index("`parameters` maps")]
+    keys = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)
+    (sites_row,) = [line for line in table.splitlines() if line.startswith("| `sites` |")]
+    entry = re.search(r"`\{(.*)\}`", sites_row)
+    assert entry is not None
+    fields = [part.split(":")[0].strip() for part in re.sub(r"\{[^}]*\}", "", entry.group(1)).split(",")]
+    return keys, fields
+
+
+def test_the_file_holds_every_field_the_doc_names_without_the_model(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from mnaft_core.selection.mask import HEADER_FIELDS, SITE_FIELDS, site_parameters
+
+    torch.manual_seed(0)
+    model = CASES["qwen2-vl"][0]()
+    mask = _mask(model)
+    for path, params in site_parameters(model).items():  # what the profile records, then select copies
+        mask.sites[path].parameters = params
+    mask.save(tmp_path / "mask.safetensors")  # no model object
+    keys, fields = _doc_fields()
+    assert keys == list(HEADER_FIELDS) and fields == list(SITE_FIELDS)
+    with safe_open(str(tmp_path / "mask.safetensors"), framework="numpy") as f:
+        meta = f.metadata()
+    assert sorted(meta) == sorted(keys)
+    sites = json.loads(meta["sites"])
+    site = neuron_sites(model)[-1]
+    assert sorted(sites[site.path]) == sorted(fields)
+    names = {
+        f"{site.path}.{p}.weight": axis for p, axis in (("gate_proj", 0), ("up_proj", 0), ("down_proj", 1))
+    }
+    assert sites[site.path]["parameters"] == names
+    back = NeuronMask.load(tmp_path / "mask.safetensors")
+    assert {p: s.parameters for p, s in back.sites.items()} == site_parameters(model)
+    with pytest.raises(MaskError, match="has no parameter slices"):
+        _mask(model).save(tmp_path / "bare.safetensors")
+
+
+def _rewrite(src: Path, dst: Path, meta: dict[str, str] | None = None, **tensors: np.ndarray) -> Path:
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(src), framework="numpy") as f:
+        data = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        old = dict(f.metadata())
+    save_file({**data, **tensors}, str(dst), metadata=meta if meta is not None else old)
+    return dst
+
+
+def test_load_names_the_field_at_fault(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CASES["qwen2-vl"][0]()
+    good = tmp_path / "mask.safetensors"
+    _mask(model).save(good, model)
+    from safetensors import safe_open
+
+    with safe_open(str(good), framework="numpy") as f:
+        meta = dict(f.metadata())
+    site = neuron_sites(model)[0].path
+    sites = json.loads(meta["sites"])
+    cases = {
+        "header metadata lacks counts": {k: v for k, v in meta.items() if k != "counts"},
+        "module 'audio' is not one of": {**meta, "sites": json.dumps({**sites, site: {**sites[site],
+                                                                                      "module": "audio"}})},
+        "expected fields module, layer, width, parameters": {
+            **meta, "sites": json.dumps({**sites, site: {"module": "vision", "layer": 0, "width": 8}})
+        },
+        "header 'thresholds' is not JSON": {**meta, "thresholds": "{nope"},
+    }  # fmt: skip
+    for i, (message, bad_meta) in enumerate(cases.items()):
+        with pytest.raises(MaskError, match=re.escape(message)):
+            NeuronMask.load(_rewrite(good, tmp_path / f"bad{i}.safetensors", bad_meta))
+    unsorted = _rewrite(
+        good, tmp_path / "unsorted.safetensors", **{f"{site}::agnostic": np.array([3, 0], np.int32)}
+    )
+    with pytest.raises(MaskError, match=r"agnostic\): indices must be sorted"):
+        NeuronMask.load(unsorted)
+    both = _rewrite(good, tmp_path / "both.safetensors", **{f"{site}::agnostic": np.array([0, 1], np.int32)})
+    with pytest.raises(MaskError, match="both agnostic and specific"):
+        NeuronMask.load(both)
+    wide = _rewrite(good, tmp_path / "dtype.safetensors", **{f"{site}::agnostic": np.array([0, 3], np.int64)})
+    with pytest.raises(MaskError, match="expected 1-D int32"):
+        NeuronMask.load(wide)
+    recount = _rewrite(good, tmp_path / "count.safetensors", **{f"{site}::agnostic": np.array([0], np.int32)})
+    with pytest.raises(MaskError, match="counts disagree"):
+        NeuronMask.load(recount)
