@@ -155,9 +155,7 @@ class NeuronDeltaModel(nn.Module):
                 continue
             mlp = site.mlp(model)
             for name, axis in [*((n, 0) for n in site.in_projs), (site.out_proj, 1)]:
-                base = mlp.get_submodule(name)
-                assert isinstance(base, nn.Linear)
-                layer = NeuronDeltaLinear(base, groups, axis)
+                layer = NeuronDeltaLinear(site.linear(model, name), groups, axis)
                 setattr(mlp, name, layer)
                 self.layers[f"{site.path}.{name}"] = layer
 

@@ -1,9 +1,10 @@
 """The real thing: a Prefect server, a flow run against it, and its pages in headless Chromium.
 
 Starts `prefect server start` (SQLite, a private PREFECT_HOME), serves the store with the read-only
-store server, runs `mnaft data` against both in a subprocess (as a worker would), then loads the flow
-run's page and its artifacts' pages in Debian's Chromium and checks what rendered. The screenshots stay
-in tests/output/ for a person to look at.
+store server, runs `mnaft data` against both in a subprocess, then loads the flow run's page and its
+artifacts' pages in Debian's Chromium and checks what rendered (the screenshots stay in tests/output/
+for a person to look at). Registers every deployment with `mnaft deploy`, and has a `mnaft worker`
+process worker pull a run of one and execute it from this checkout.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from pathlib import Path
 
 import pytest
 
+from storage import ArtifactStore
 from storage.http import store_server
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "tests" / "output"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make install-test installs it)"),
-]
+pytestmark = pytest.mark.server
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (make install-test installs it)"
+)
 
 
 def _free_port() -> int:
@@ -106,6 +108,7 @@ def _chromium(url: str, *, screenshot: Path | None = None) -> str:
     return out.stdout
 
 
+@needs_chromium
 def test_flow_run_and_its_artifacts_render_in_the_ui(server: str, tmp_path: Path) -> None:
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("src_text\ttgt_text\n" + "".join(f"Word {i}\tWort {i}\n" for i in range(40)))
@@ -184,3 +187,47 @@ def test_mnaft_deploy_registers_every_flow_on_the_live_server(server: str, tmp_p
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr  # re-deploying updates in place
     assert len(_api(server, "deployments/filter", {})) == len(deps)  # type: ignore[arg-type]
+
+
+def test_a_process_worker_pulls_and_runs_a_deployment(server: str, tmp_path: Path) -> None:
+    """What compose's workers do, here: a `mnaft worker` on pool cpu picks up a run of the `data`
+    deployment (registered by `mnaft deploy`), runs it from this checkout and publishes into the store."""
+    from mnaft_core.data.config import DataConfig
+    from tasks.data import data_key
+
+    env = {**os.environ, "PREFECT_API_URL": f"{server}/api", "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    if "data" not in deps:  # registered by the test above unless it ran alone
+        run = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("src_text\ttgt_text\n" + "".join(f"Word {i}\tWort {i}\n" for i in range(30)))
+    data = {"directions": [{"src": "en", "tgt": "de"}],
+            "sources": [{"kind": "table", "path": str(tsv), "src_lang": "en", "tgt_lang": "de"}],
+            "render": {"height": 32, "max_width": 128, "max_lines": 1}}  # fmt: skip
+    store = tmp_path / "store"
+    made = _api(server, f"deployments/{deps['data']['id']}/create_flow_run",
+                {"parameters": {"config": data, "store": str(store)}})  # fmt: skip
+    assert isinstance(made, dict)
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env=env,
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            state = _api(server, f"flow_runs/{made['id']}")["state_type"]  # type: ignore[index]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+    assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+    (manifest,) = ArtifactStore(store).manifests("data")
+    assert manifest.key == data_key(DataConfig.model_validate(data))  # the key the pipeline computes

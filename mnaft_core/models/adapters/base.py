@@ -37,20 +37,28 @@ class MlpSite:
 
     def width(self, model: nn.Module) -> int:
         """Number of neurons (the intermediate size)."""
-        out = self.mlp(model).get_submodule(self.out_proj)
-        assert isinstance(out, nn.Linear)
-        return out.in_features
+        return self.linear(model, self.out_proj).in_features
+
+    def linear(self, model: nn.Module, name: str) -> nn.Linear:
+        """The projection ``name`` of this MLP; anything but a plain ``nn.Linear`` (a quantized layer, a
+        fused kernel) has no neuron slices this library can train or mask."""
+        layer = self.mlp(model).get_submodule(name)
+        if not isinstance(layer, nn.Linear):
+            raise UnsupportedModelError(
+                f"{self.path}.{name} is {type(layer).__name__}, not torch.nn.Linear: neuron slices need "
+                "plain linear projections (load the model unquantized, without fused MLP kernels)"
+            )
+        return layer
 
     def parameter_slices(self, model: nn.Module) -> dict[str, tuple[str, int]]:
         """Full parameter name -> (kind, axis): the axis along which neuron j owns index j."""
         out: dict[str, tuple[str, int]] = {}
-        mlp = self.mlp(model)
         for name in self.in_projs:
-            lin = mlp.get_submodule(name)
-            assert isinstance(lin, nn.Linear)
+            lin = self.linear(model, name)
             out[f"{self.path}.{name}.weight"] = ("in", 0)
             if lin.bias is not None:
                 out[f"{self.path}.{name}.bias"] = ("in", 0)
+        self.linear(model, self.out_proj)
         out[f"{self.path}.{self.out_proj}.weight"] = ("out", 1)
         return out
 
@@ -106,5 +114,8 @@ def neuron_sites(model: nn.Module) -> list[MlpSite]:
 def indexed_children(model: nn.Module, path: str) -> list[str]:
     """Dotted paths of the numbered children of a ModuleList at ``path`` (e.g. the decoder layers)."""
     mods = model.get_submodule(path)
-    assert isinstance(mods, nn.ModuleList), f"{path} is {type(mods).__name__}, expected ModuleList"
+    if not isinstance(mods, nn.ModuleList):
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {path} is {type(mods).__name__}, expected the ModuleList of its layers"
+        )
     return [f"{path}.{i}" for i in range(len(mods))]

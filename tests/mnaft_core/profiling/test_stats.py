@@ -31,10 +31,9 @@ def test_language_stats_match_direct_computation(point: str) -> None:
             hooks.append(
                 mlp.get_submodule(s.out_proj).register_forward_pre_hook(lambda m, i: captured.append(i[0]))
             )
-    for a in captured:
-        a.retain_grad()
     with recording(model, [rec]):
         out = model(input_ids=ids, labels=ids)
+        assert len(captured) == len(sites) > 0  # one activation per language MLP, before backward
         for a in captured:
             a.retain_grad()
         out.loss.backward()
@@ -43,9 +42,11 @@ def test_language_stats_match_direct_computation(point: str) -> None:
     stats = rec.flush()
 
     flat_groups = groups.reshape(-1)
+    assert stats.tokens.sum() == (flat_groups >= 0).sum().item()  # padding (-1) counts nowhere
     for layer, a in enumerate(captured):
         af = a.detach().reshape(-1, a.shape[-1]).double()
-        grad = a.grad.reshape(af.shape).double() if a.grad is not None else None
+        assert a.grad is not None, f"layer {layer}: backward did not reach the activation"
+        grad = a.grad.reshape(af.shape).double()
         for g in range(len(GROUPS)):
             m = flat_groups == g
             assert stats.tokens[g] == m.sum().item()
@@ -54,10 +55,9 @@ def test_language_stats_match_direct_computation(point: str) -> None:
             np.testing.assert_allclose(
                 stats.sumsq[g, layer], (af[m] ** 2).sum(0).numpy(), rtol=1e-5, atol=1e-6
             )
-            if grad is not None:
-                np.testing.assert_allclose(
-                    stats.taylor[g, layer], (af[m] * grad[m]).abs().sum(0).numpy(), rtol=1e-4, atol=1e-7
-                )
+            np.testing.assert_allclose(
+                stats.taylor[g, layer], (af[m] * grad[m]).abs().sum(0).numpy(), rtol=1e-4, atol=1e-7
+            )
     assert stats.taylor.sum() > 0, "backward must reach the Taylor hooks"
     # flush zeroes the device buffers
     assert rec.flush().active.sum() == 0
@@ -105,6 +105,7 @@ def test_vision_stats_match_direct_computation(name: str, dtype: torch.dtype) ->
     for hk in hooks:
         hk.remove()
     stats = rec.flush()
+    assert len(captured) == 2 * len(sites) > 0  # two forwards, each through every tower MLP
     assert stats.tokens[image] == 2 * (9 + 6) and stats.tokens.sum() == stats.tokens[image]
     for layer in range(len(sites)):
         pair = captured[layer :: len(sites)]

@@ -128,9 +128,30 @@ def test_empty_dataset_and_wrong_mask_use(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["mnaft", "full", "lora"])
 def test_each_method_trains_and_merges(tmp_path: Path, method: str) -> None:
-    _, res = _run(tmp_path, method)
-    assert res.steps == 6 and np.isfinite(res.final_loss)  # type: ignore[attr-defined]
-    assert res.optimizer_state_bytes > 0  # type: ignore[attr-defined]
+    torch.manual_seed(0)
+    model = CASES["qwen2-vl"][0]().eval()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    mask = _mask(model) if method == "mnaft" else None
+    cfg = FinetuneConfig(method=method, steps=6, batch_size=4, checkpoint_every=3, warmup_steps=2, lr=1e-2)  # type: ignore[arg-type]
+    t = prepare(model, cfg, mask, model_fingerprint(model) if mask else None)
+    res = train(t, DIRS, collate, cfg, tmp_path, progress=False)
+    assert res.steps == 6 and np.isfinite(res.final_loss) and res.optimizer_state_bytes > 0
+    x = TOKENS[:2]
+    t.activate(None)  # every language's neurons, as the merged checkpoint has them
+    with torch.no_grad():
+        trained = t.module(input_ids=x).logits  # type: ignore[operator]
+        merged = t.merged()
+        assert type(merged) is type(model)  # a plain checkpoint: no peft or delta wrapper left
+        after = dict(merged.named_parameters())
+        np.testing.assert_allclose(merged(input_ids=x).logits.numpy(), trained.numpy(), rtol=1e-4, atol=1e-5)
+    assert after.keys() == before.keys()
+    changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
+    assert changed, "training changed no weight of the merged model"
+    if mask is not None:  # mnaft: only the masked slices of the MLPs moved
+        dense = mask.dense(model)
+        assert changed <= dense.keys()
+        for name in changed:
+            assert torch.equal(before[name][~dense[name]], after[name].detach()[~dense[name]]), name
 
 
 def test_optimizer_state_scales_with_method(tmp_path: Path) -> None:
