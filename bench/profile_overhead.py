@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64, help="samples per direction (the demo profiles 64)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--taylor", action="store_true")
+    ap.add_argument("--chunk-tokens", type=int, default=ProfileConfig().chunk_tokens,
+                    help="tokens per chunk of the statistics scratch (profile.chunk_tokens)")  # fmt: skip
     ap.add_argument("--repeats", type=int, default=5, help="alternating plain / profiling runs")
     args = ap.parse_args()
     if args.data is None:
@@ -131,6 +133,7 @@ def main() -> None:
         batch_size=args.batch_size,
         shard_size=args.samples,
         taylor=args.taylor,
+        chunk_tokens=args.chunk_tokens,
     )
     the_plan = plan(load_samples(args.data, "train"), cfg)
     loaded = load_mllm(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
@@ -167,9 +170,13 @@ def main() -> None:
         f"{nbytes / 2**20 / write_s:.1f} MiB/s in the background ({write_s / q:.1%} of profile time); "
         f"profiler waited {wait_s:.3f} s for it ({wait_s / q:.1%})"
     )
+    widest = max(r.neurons for r in _CountedRecorder.made)
+    bound = sum(4 * cfg.chunk_tokens * r.neurons * 4 for r in _CountedRecorder.made)
     print(
         f"memory   statistics on {loaded.device}: {acc_b / 2**20:.2f} MiB of totals + "
-        f"{scratch_b / 2**20:.2f} MiB of reused scratch (model weights {weights_b / 2**20:.1f} MiB)"
+        f"{scratch_b / 2**20:.2f} MiB of reused scratch (model weights {weights_b / 2**20:.1f} MiB); "
+        f"chunk {cfg.chunk_tokens} tokens: scratch bound 4 x chunk x width x 4 B = {bound / 2**20:.2f} MiB "
+        f"over {len(_CountedRecorder.made)} modules (widest MLP {widest})"
     )
 
 

@@ -54,6 +54,13 @@ class ProfileConfig(StrictModel):
     )
     batch_size: int = Field(16, ge=1)
     shard_size: int = Field(64, ge=1, description="samples per shard (the unit of resume and of workers)")
+    chunk_tokens: int = Field(
+        2048,
+        ge=1,
+        le=1_048_576,
+        description="tokens per chunk of the statistics scratch: bounds it to 4 x chunk_tokens x MLP width "
+        "float32 values per module whatever the batch length (same statistics)",
+    )
     sample_means: bool = Field(
         False, description="also store each sample's mean activation per neuron (float16), for clustering"
     )
@@ -176,6 +183,7 @@ def run_profile(
             taylor=cfg.taylor,
             constant_group=GROUPS.index("image") if m == "vision" else None,
             sample_slots=cfg.shard_size if cfg.sample_means else 0,
+            chunk_tokens=cfg.chunk_tokens,
         )
         for m, g in modules.items()
     }
