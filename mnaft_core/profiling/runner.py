@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from mnaft_core._base import ProgressFn, StrictModel
 from mnaft_core.data.dataset import Sample
 from mnaft_core.models.adapters import MlpSite, neuron_sites
+from mnaft_core.models.placement import input_device
 from mnaft_core.models.prompts import IGNORE, Example, encode, instruction, model_inputs
 from mnaft_core.profiling.stats import GROUPS, HostStats, ModuleRecorder, recording
 from mnaft_core.profiling.zarr_stats import (
@@ -160,7 +161,7 @@ def run_profile(
     on_progress: ProgressFn | None = None,
 ) -> zarr.Group:
     """Profile every pending shard (or those of ``only_shards``) into the Zarr store at ``out``."""
-    device = next(model.parameters()).device
+    device = input_device(model)  # a model split by device_map: where its first block runs
     modules = _modules(neuron_sites(model), model)
     shapes = {m: ModuleShape(len(g), g[0].width(model), tuple(s.path for s in g)) for m, g in modules.items()}
     extra: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "templates": prompt_templates()}

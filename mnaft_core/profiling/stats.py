@@ -12,7 +12,9 @@ than a dozen ops.
 Tokens are processed in chunks of ``chunk_tokens``, so the scratch is bounded whatever the sequence
 length: at most ``4 x chunk_tokens x N`` float32 values per module (3 forward statistics + the Taylor
 product), plus ``(G+1) x T`` float32 and ``T`` int64 for the per-token group map of a forward of ``T``
-tokens. The sums are the same as unchunked up to float32 summation order (bit-equal on exact values).
+tokens. A model split across devices (``device_map``) hands each layer's activation over on its own
+device; the chunk is copied to the recorder's device (a no-op otherwise). The sums are the same as
+unchunked up to float32 summation order (bit-equal on exact values).
 ``flush`` moves the totals to the host in float64 and zeroes the device buffers (do it once per shard,
 so float32 sums never grow large enough to lose precision).
 
@@ -148,8 +150,9 @@ class ModuleRecorder:
         for c0 in range(0, n, step):
             c1 = min(n, c0 + step)
             ws = self._ws[:, : c1 - c0]  # (3, t, N): a > 0, a, a**2 in float32
-            torch.gt(flat[c0:c1], 0, out=ws[0])
-            ws[1].copy_(flat[c0:c1])
+            part = flat[c0:c1].to(self.device, non_blocking=True)  # a no-op unless the model is split
+            torch.gt(part, 0, out=ws[0])
+            ws[1].copy_(part)
             torch.mul(ws[1], ws[1], out=ws[2])
             if self.constant_group is not None:
                 self._acc[layer, :, self.constant_group] += ws.sum(1)
@@ -171,7 +174,7 @@ class ModuleRecorder:
                 c1 = min(n, c0 + step)
                 w = self._tws[: c1 - c0]
                 w.copy_(g[c0:c1])
-                w.mul_(flat[c0:c1]).abs_()  # |a * dL/da| in float32
+                w.mul_(flat[c0:c1].to(w.device, non_blocking=True)).abs_()  # |a * dL/da| in float32
                 if group is not None:
                     target[group] += w.sum(0)
                 else:
