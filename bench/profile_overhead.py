@@ -18,6 +18,7 @@ and the time the profiler waited for it.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -122,6 +123,7 @@ def main() -> None:
     ap.add_argument("--chunk-tokens", type=int, default=ProfileConfig().chunk_tokens,
                     help="tokens per chunk of the statistics scratch (profile.chunk_tokens)")  # fmt: skip
     ap.add_argument("--repeats", type=int, default=5, help="alternating plain / profiling runs")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.data is None:
         store = ArtifactStore("./mnaft-store")
@@ -170,6 +172,14 @@ def main() -> None:
         f"{nbytes / 2**20 / write_s:.1f} MiB/s in the background ({write_s / q:.1%} of profile time); "
         f"profiler waited {wait_s:.3f} s for it ({wait_s / q:.1%})"
     )
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "model": loaded.source, "device": str(loaded.device), "dtype": str(dtype), "taylor": args.taylor,
+            "samples": n, "batch_size": args.batch_size, "repeats": args.repeats,
+            "plain_samples_per_s": n / p, "profile_samples_per_s": n / q, "ratio": p / q,
+            "statistics_totals_mib": acc_b / 2**20, "statistics_scratch_mib": scratch_b / 2**20,
+            "chunk_tokens": cfg.chunk_tokens,
+        }, indent=2))  # fmt: skip
     widest = max(r.neurons for r in _CountedRecorder.made)
     bound = sum(4 * cfg.chunk_tokens * r.neurons * 4 for r in _CountedRecorder.made)
     print(

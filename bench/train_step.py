@@ -33,6 +33,13 @@ from mnaft_core.training.methods import prepare
 from mnaft_core.training.trainer import optimizer_state_bytes
 
 SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {  # for bench/gpu_check.sh --dry-run: seconds on a CPU
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512},
+        "vision": {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 4,
+                   "patch_size": 8, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        "batch": 2, "text_len": 16, "image": (16, 64),
+    },
     "small": {
         "text": {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6,
                  "num_attention_heads": 6, "num_key_value_heads": 2, "vocab_size": 8000},
