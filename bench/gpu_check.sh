@@ -74,7 +74,7 @@ work, out, dry, start = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
 train = json.loads((work / "train.json").read_text())
 profile = json.loads((work / "profile.json").read_text())
 pipeline = json.loads((work / "pipeline.json").read_text())
-by = {r["method"]: r for r in train.get("rows", [])}
+by = {r["method"]: r for r in train.get("rows", []) if "error" not in r}
 checks = {}
 if {"mnaft", "lora-r16"} <= set(by):
     mn, lora = by["mnaft"], by["lora-r16"]

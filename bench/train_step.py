@@ -219,9 +219,12 @@ def main() -> None:
     rows = []
     for m in args.methods.split(","):
         cmd = [sys.executable, "-m", "bench.train_step", *sys.argv[1:], "--one", m]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    by = {r["method"]: r for r in rows}
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # e.g. a full fine-tune that does not fit: recorded, the others still run
+            rows.append({"method": m, "error": done.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    by = {r["method"]: r for r in rows if "error" not in r}
     checks = {}
     if {"mnaft", "full", "lora-r16"} <= set(by):
         mn, full, lora = by["mnaft"], by["full"], by["lora-r16"]
