@@ -18,6 +18,7 @@ and the time the profiler waited for it.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -119,7 +120,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64, help="samples per direction (the demo profiles 64)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--taylor", action="store_true")
+    ap.add_argument("--chunk-tokens", type=int, default=ProfileConfig().chunk_tokens,
+                    help="tokens per chunk of the statistics scratch (profile.chunk_tokens)")  # fmt: skip
     ap.add_argument("--repeats", type=int, default=5, help="alternating plain / profiling runs")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.data is None:
         store = ArtifactStore("./mnaft-store")
@@ -131,6 +135,7 @@ def main() -> None:
         batch_size=args.batch_size,
         shard_size=args.samples,
         taylor=args.taylor,
+        chunk_tokens=args.chunk_tokens,
     )
     the_plan = plan(load_samples(args.data, "train"), cfg)
     loaded = load_mllm(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
@@ -167,9 +172,21 @@ def main() -> None:
         f"{nbytes / 2**20 / write_s:.1f} MiB/s in the background ({write_s / q:.1%} of profile time); "
         f"profiler waited {wait_s:.3f} s for it ({wait_s / q:.1%})"
     )
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "model": loaded.source, "device": str(loaded.device), "dtype": str(dtype), "taylor": args.taylor,
+            "samples": n, "batch_size": args.batch_size, "repeats": args.repeats,
+            "plain_samples_per_s": n / p, "profile_samples_per_s": n / q, "ratio": p / q,
+            "statistics_totals_mib": acc_b / 2**20, "statistics_scratch_mib": scratch_b / 2**20,
+            "chunk_tokens": cfg.chunk_tokens,
+        }, indent=2))  # fmt: skip
+    widest = max(r.neurons for r in _CountedRecorder.made)
+    bound = sum(4 * cfg.chunk_tokens * r.neurons * 4 for r in _CountedRecorder.made)
     print(
         f"memory   statistics on {loaded.device}: {acc_b / 2**20:.2f} MiB of totals + "
-        f"{scratch_b / 2**20:.2f} MiB of reused scratch (model weights {weights_b / 2**20:.1f} MiB)"
+        f"{scratch_b / 2**20:.2f} MiB of reused scratch (model weights {weights_b / 2**20:.1f} MiB); "
+        f"chunk {cfg.chunk_tokens} tokens: scratch bound 4 x chunk x width x 4 B = {bound / 2**20:.2f} MiB "
+        f"over {len(_CountedRecorder.made)} modules (widest MLP {widest})"
     )
 
 

@@ -33,6 +33,13 @@ from mnaft_core.training.methods import prepare
 from mnaft_core.training.trainer import optimizer_state_bytes
 
 SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {  # for bench/gpu_check.sh --dry-run: seconds on a CPU
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512},
+        "vision": {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 4,
+                   "patch_size": 8, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        "batch": 2, "text_len": 16, "image": (16, 64),
+    },
     "small": {
         "text": {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6,
                  "num_attention_heads": 6, "num_key_value_heads": 2, "vocab_size": 8000},
@@ -212,9 +219,12 @@ def main() -> None:
     rows = []
     for m in args.methods.split(","):
         cmd = [sys.executable, "-m", "bench.train_step", *sys.argv[1:], "--one", m]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    by = {r["method"]: r for r in rows}
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # e.g. a full fine-tune that does not fit: recorded, the others still run
+            rows.append({"method": m, "error": done.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    by = {r["method"]: r for r in rows if "error" not in r}
     checks = {}
     if {"mnaft", "full", "lora-r16"} <= set(by):
         mn, full, lora = by["mnaft"], by["full"], by["lora-r16"]

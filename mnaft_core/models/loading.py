@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from mnaft_core.models.config import EMBEDDED_ORGANISM, ModelConfig
+from mnaft_core.models.placement import input_device, placement_kwargs
 from mnaft_core.models.processor import ImageOnlyQwen2VLProcessor
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -114,11 +115,17 @@ def load_mllm(cfg: ModelConfig) -> LoadedModel:
     kwargs: dict[str, Any] = {**_hub_kwargs(cfg), "dtype": pick_dtype(cfg.dtype, device)}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.device_map is not None:  # accelerate places the blocks: GPUs, then CPU, then disk
+        kwargs.update(placement_kwargs(cfg))
     try:
         model: Any = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
         raise _explain(source, cfg, e) from e
-    model.to(device).eval()
+    if cfg.device_map is None:
+        model.to(device)
+    else:
+        device = input_device(model)
+    model.eval()
     return LoadedModel(model=model, processor=processor, source=source, device=device)
 
 

@@ -20,6 +20,8 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from mnaft_core.models.placement import input_device
+
 Task = Literal["translate_image", "translate_text", "read_image"]
 TASKS: tuple[Task, ...] = ("translate_image", "translate_text", "read_image")
 GROUP_IMAGE, GROUP_INSTRUCTION, GROUP_RESPONSE, GROUP_PAD = 0, 1, 2, -1
@@ -165,7 +167,7 @@ def generate(
     num_beams: int = 1,
 ) -> list[str]:
     """Greedy (or beam) outputs for ``examples``, in order; special tokens stripped."""
-    device = next(model.parameters()).device
+    device = input_device(model)  # a model split by device_map takes its inputs at its first block
     was_training = model.training
     model.eval()
     tok = processor.tokenizer

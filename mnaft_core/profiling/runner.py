@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from mnaft_core._base import ProgressFn, StrictModel
 from mnaft_core.data.dataset import Sample
 from mnaft_core.models.adapters import MlpSite, neuron_sites
+from mnaft_core.models.placement import input_device
 from mnaft_core.models.prompts import IGNORE, Example, encode, instruction, model_inputs
 from mnaft_core.profiling.stats import GROUPS, HostStats, ModuleRecorder, recording
 from mnaft_core.profiling.zarr_stats import (
@@ -54,6 +55,13 @@ class ProfileConfig(StrictModel):
     )
     batch_size: int = Field(16, ge=1)
     shard_size: int = Field(64, ge=1, description="samples per shard (the unit of resume and of workers)")
+    chunk_tokens: int = Field(
+        2048,
+        ge=1,
+        le=1_048_576,
+        description="tokens per chunk of the statistics scratch: bounds it to 4 x chunk_tokens x MLP width "
+        "float32 values per module whatever the batch length (same statistics)",
+    )
     sample_means: bool = Field(
         False, description="also store each sample's mean activation per neuron (float16), for clustering"
     )
@@ -153,7 +161,7 @@ def run_profile(
     on_progress: ProgressFn | None = None,
 ) -> zarr.Group:
     """Profile every pending shard (or those of ``only_shards``) into the Zarr store at ``out``."""
-    device = next(model.parameters()).device
+    device = input_device(model)  # a model split by device_map: where its first block runs
     modules = _modules(neuron_sites(model), model)
     shapes = {m: ModuleShape(len(g), g[0].width(model), tuple(s.path for s in g)) for m, g in modules.items()}
     extra: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "templates": prompt_templates()}
@@ -176,6 +184,7 @@ def run_profile(
             taylor=cfg.taylor,
             constant_group=GROUPS.index("image") if m == "vision" else None,
             sample_slots=cfg.shard_size if cfg.sample_means else 0,
+            chunk_tokens=cfg.chunk_tokens,
         )
         for m, g in modules.items()
     }

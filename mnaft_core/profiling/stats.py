@@ -4,11 +4,17 @@ For every MLP site the hook sees the activation tensor ``a`` (tokens x neurons) 
 (image / instruction / response; padding goes to a discard slot). It adds, per group and neuron:
 tokens seen, tokens with ``a > 0``, sum of ``a``, sum of ``a**2`` and, when a backward pass follows,
 the first-order Taylor importance ``sum |a * dL/da|``. The three forward statistics are written side by
-side into one reused float32 workspace (3 x tokens x neurons) and reduced per group by one batched
+side into one reused float32 workspace (3 x chunk x neurons) and reduced per group by one batched
 product with the (groups x tokens) one-hot matrix (a plain column sum where every token has one group,
 as in a vision tower). No boolean indexing, no ``.item()``, no activation-sized allocation per layer: a
 batch never waits for the host, and on a small model the hook costs a few elementwise passes rather
 than a dozen ops.
+Tokens are processed in chunks of ``chunk_tokens``, so the scratch is bounded whatever the sequence
+length: at most ``4 x chunk_tokens x N`` float32 values per module (3 forward statistics + the Taylor
+product), plus ``(G+1) x T`` float32 and ``T`` int64 for the per-token group map of a forward of ``T``
+tokens. A model split across devices (``device_map``) hands each layer's activation over on its own
+device; the chunk is copied to the recorder's device (a no-op otherwise). The sums are the same as
+unchunked up to float32 summation order (bit-equal on exact values).
 ``flush`` moves the totals to the host in float64 and zeroes the device buffers (do it once per shard,
 so float32 sums never grow large enough to lose precision).
 
@@ -78,6 +84,7 @@ class ModuleRecorder:
     sample_offset: int = 0  # slot of the batch's first sample in the shard
     batch_samples: int = 0  # samples in the batch (tokens split into equal runs unless sample_sizes)
     sample_sizes: torch.Tensor | None = None  # (batch_samples,) tokens per sample, when unequal
+    chunk_tokens: int = 2048  # tokens per chunk of the scratch workspaces (the memory bound)
     _tokens: torch.Tensor = field(init=False)  # (G+1,)
     _acc: torch.Tensor = field(init=False)  # (L, 3, G+1, N): active, sum, sumsq
     _taylor: torch.Tensor = field(init=False)  # (L, G+1, N)
@@ -89,6 +96,8 @@ class ModuleRecorder:
     _sample_slot_ids: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
         g, n_layers = len(GROUPS) + 1, len(self.sites)
         # counts in float32 are exact to 2**24 per flush; flush per shard keeps them far below
         self._tokens = torch.zeros(g, device=self.device)
@@ -135,43 +144,54 @@ class ModuleRecorder:
         assert self._onehot is not None and self._slots is not None
         if layer == 0:
             self._tokens += self._onehot.sum(1)
-        self._ws = self._reuse(self._ws, (3, n, self.neurons), self.device)
-        ws = self._ws[:, :n]  # (3, T, N): a > 0, a, a**2 in float32
-        torch.gt(flat, 0, out=ws[0])
-        ws[1].copy_(flat)
-        torch.mul(ws[1], ws[1], out=ws[2])
-        if self.constant_group is not None:
-            self._acc[layer, :, self.constant_group] += ws.sum(1)
-        else:  # (3, G+1, T) @ (3, T, N): the per-group sums of all three at once
-            self._acc[layer].baddbmm_(self._onehot.expand(3, -1, -1), ws)
-        if self._samples is not None:
-            self._record_samples(layer, self._slots, ws[1])
+        sample_ids = self._forward_sample_ids(layer, self._slots) if self._samples is not None else None
+        step = self.chunk_tokens
+        self._ws = self._reuse(self._ws, (3, min(n, step), self.neurons), self.device)
+        for c0 in range(0, n, step):
+            c1 = min(n, c0 + step)
+            ws = self._ws[:, : c1 - c0]  # (3, t, N): a > 0, a, a**2 in float32
+            part = flat[c0:c1].to(self.device, non_blocking=True)  # a no-op unless the model is split
+            torch.gt(part, 0, out=ws[0])
+            ws[1].copy_(part)
+            torch.mul(ws[1], ws[1], out=ws[2])
+            if self.constant_group is not None:
+                self._acc[layer, :, self.constant_group] += ws.sum(1)
+            else:  # (3, G+1, t) @ (3, t, N): the per-group sums of all three at once
+                self._acc[layer].baddbmm_(self._onehot[:, c0:c1].expand(3, -1, -1), ws)
+            if self._samples is not None and sample_ids is not None:
+                self._samples[1][:, layer].index_add_(0, sample_ids[c0:c1], ws[1])
         if self.taylor and a.requires_grad:
             a.register_hook(self._taylor_hook(layer, flat, self._onehot))
 
     def _taylor_hook(self, layer: int, flat: torch.Tensor, onehot: torch.Tensor):  # type: ignore[no-untyped-def]
-        target, group = self._taylor[layer], self.constant_group
+        target, group, step = self._taylor[layer], self.constant_group, self.chunk_tokens
 
         def add_taylor(grad: torch.Tensor) -> None:
-            self._tws = self._reuse(self._tws, tuple(flat.shape), self.device)
-            w = self._tws[: flat.shape[0]]
-            w.copy_(grad.reshape(flat.shape))
-            w.mul_(flat).abs_()  # |a * dL/da| in float32
-            if group is not None:
-                target[group] += w.sum(0)
-            else:
-                target.addmm_(onehot, w)
+            n = flat.shape[0]
+            g = grad.reshape(flat.shape)
+            self._tws = self._reuse(self._tws, (min(n, step), flat.shape[1]), self.device)
+            for c0 in range(0, n, step):
+                c1 = min(n, c0 + step)
+                w = self._tws[: c1 - c0]
+                w.copy_(g[c0:c1])
+                w.mul_(flat[c0:c1].to(w.device, non_blocking=True)).abs_()  # |a * dL/da| in float32
+                if group is not None:
+                    target[group] += w.sum(0)
+                else:
+                    target.addmm_(onehot[:, c0:c1], w)
 
         return add_taylor
 
-    def _record_samples(self, layer: int, slots: torch.Tensor, af: torch.Tensor) -> None:
+    def _forward_sample_ids(self, layer: int, slots: torch.Tensor) -> torch.Tensor:
+        """Each token's sample slot (padding -> the spare slot), counted once per forward."""
         assert self._samples is not None
-        counts, sums = self._samples
-        if layer == 0 or self._sample_slot_ids is None or len(self._sample_slot_ids) != af.shape[0]:
-            ids = self._sample_ids(af.shape[0]) + self.sample_offset  # the same for all layers of a forward
+        n = slots.shape[0]
+        if layer == 0 or self._sample_slot_ids is None or len(self._sample_slot_ids) != n:
+            ids = self._sample_ids(n) + self.sample_offset  # the same for all layers of a forward
             self._sample_slot_ids = torch.where((slots == len(GROUPS)) | (ids < 0), self.sample_slots, ids)
+            counts = self._samples[0]
             counts.index_add_(0, self._sample_slot_ids, torch.ones_like(ids, dtype=counts.dtype))
-        sums[:, layer].index_add_(0, self._sample_slot_ids, af)
+        return self._sample_slot_ids
 
     def _sample_ids(self, n_tokens: int) -> torch.Tensor:
         where = f"{self.sites[0].module} recorder"

@@ -34,15 +34,16 @@ def save_checkpoint(
     run_dir: Path,
     state: TrainState,
     trainable: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | dict[str, Any],
     keep: int = 2,
 ) -> Path:
+    """``optimizer``: the optimizer, or its state dict (a sharded run gathers one on rank 0)."""
     final = run_dir / f"{CKPT_PREFIX}{state.step:08d}"
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
-    opt = optimizer.state_dict()
+    opt = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for idx, st in opt["state"].items():
@@ -79,6 +80,13 @@ def load_checkpoint(
     path: Path, optimizer: torch.optim.Optimizer
 ) -> tuple[TrainState, dict[str, torch.Tensor]]:
     """Restore optimizer and RNG state in place; return the train state and trainable tensors."""
+    state, trainable, opt_state = read_checkpoint(path)
+    optimizer.load_state_dict(opt_state)
+    return state, trainable
+
+
+def read_checkpoint(path: Path) -> tuple[TrainState, dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore RNG state; return the train state, trainable tensors and the optimizer's state dict."""
     raw = json.loads((path / "state.json").read_text())
     py = raw.pop("python_random")
     random.setstate((py[0], tuple(py[1]), py[2]))
@@ -92,10 +100,9 @@ def load_checkpoint(
         opt_state.setdefault(int(idx), {})[name] = v
     for idx, sc in meta["scalars"].items():
         opt_state.setdefault(int(idx), {}).update(sc)
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     rng = load_file(str(path / "rng.safetensors"))
     torch.set_rng_state(rng["torch_cpu"])
     cuda = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
-    return state, trainable
+    return state, trainable, {"state": opt_state, "param_groups": meta["param_groups"]}

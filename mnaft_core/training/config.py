@@ -53,6 +53,12 @@ class FinetuneConfig(StrictModel):
         description="data-parallel processes on this machine (torchrun --nproc_per_node; one per GPU): "
         "each takes a slice of every batch, gradients are averaged",
     )
+    sharding: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="with processes > 1: ddp replicates the model and reduces the trainable gradients "
+        "(DistributedDataParallel); fsdp shards parameters, gradients and optimizer state (FSDP2), for "
+        "a model or full fine-tune that does not fit on one device; auto = fsdp for full, else ddp",
+    )
 
     @model_validator(mode="after")
     def _warmup(self) -> FinetuneConfig:

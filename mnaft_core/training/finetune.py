@@ -56,6 +56,11 @@ def finetune(
 ) -> dict[str, Any]:
     """Train, then save the merged model (+ processor) and, for mnaft, the neuron delta; returns metrics."""
     model = loaded.model
+    if getattr(model, "hf_device_map", None):
+        raise ValueError(
+            "model.device_map is for profiling, evaluation and translate; a model too large for one "
+            "device trains sharded: finetune.settings.processes: N with sharding: fsdp"
+        )
     fingerprint = model_fingerprint(model) if mask is not None else None
     torch.manual_seed(cfg.seed)  # LoRA's initialisation is random: the seed makes a run repeatable
     trainable = prepare(model, cfg, mask, fingerprint)

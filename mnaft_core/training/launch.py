@@ -3,8 +3,11 @@ mnaft_core.training.launch SPEC.json`, one process per GPU (or CPU processes on 
 
 SPEC.json names the model config, the fine-tuning config, the dataset folder, an optional mask file,
 the run folder (checkpoints) and the output folder. Each rank loads the model on its own device and
-trains on its slice of every batch; rank 0 writes the checkpoint and ``metrics.json``, after checking
-that every rank ended with the same trainable weights.
+trains on its slice of every batch (DDP, or FSDP2 with ``sharding: fsdp``); rank 0 writes the
+checkpoint and ``metrics.json``, after checking that every rank ended with the same weights.
+
+Across nodes, run the same module under torchrun with a c10d rendezvous (``--nnodes N
+--rdzv-backend c10d --rdzv-endpoint HOST:PORT``); ``flows/k8s`` holds the Kubernetes job template.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from mnaft_core.models.loading import load_mllm
 from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import finetune
+from mnaft_core.training.parallel import check_collective, collective_device, resolve_sharding
 from mnaft_core.training.trainer import last_logged_step
 
 METRICS = "metrics.json"
@@ -99,13 +103,24 @@ def run_torchrun(
                 proc.kill()
 
 
-def _checksum(model: torch.nn.Module) -> torch.Tensor:
-    """A cheap fingerprint of the weights that training may change, equal across ranks iff in sync."""
-    total = torch.zeros(2, dtype=torch.float64)
+def _checksum(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    """A cheap fingerprint of the weights that training may change, equal across ranks iff in sync.
+
+    Built on ``device``: the collective that compares it needs CUDA tensors on NCCL.
+    """
+    total = torch.zeros(2, dtype=torch.float64, device=device)
     for p in model.parameters():
-        total[0] += p.detach().double().sum().cpu()
-        total[1] += p.detach().double().abs().sum().cpu()
+        total[0] += p.detach().double().sum().to(device)
+        total[1] += p.detach().double().abs().sum().to(device)
     return total
+
+
+def gather_checksums(sums: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's checksum (a collective); refuses a tensor the backend cannot take."""
+    check_collective(sums)
+    gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, sums)
+    return gathered
 
 
 def main(spec_path: str) -> None:
@@ -124,14 +139,13 @@ def main(spec_path: str) -> None:
         mask = NeuronMask.load(spec.mask_path) if spec.mask_path else None
         metrics = finetune(loaded, samples, cfg, mask, Path(spec.run_dir), Path(spec.out_dir),
                            mask_ref=spec.mask_ref, progress=rank == 0)  # fmt: skip
-        sums = _checksum(loaded.model)
-        gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, sums)
+        gathered = gather_checksums(_checksum(loaded.model, collective_device()))
         if rank == 0:
             agree = all(torch.allclose(g, gathered[0], rtol=1e-6, atol=1e-6) for g in gathered)
             if not agree:
                 raise RuntimeError(f"ranks ended with different weights: {[g.tolist() for g in gathered]}")
             metrics["processes"] = dist.get_world_size()
+            metrics["sharding"] = resolve_sharding(cfg.method, cfg.sharding)
             (Path(spec.out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
     finally:
         dist.destroy_process_group()

@@ -4,9 +4,12 @@ Batches hold one direction each (so mnaft can train that direction's neurons); t
 function of (seed, epoch), which, with restored optimizer and RNG state, makes a resumed run end with
 the same weights as an uninterrupted one (exactly, on CPU).
 
-Under torchrun (an initialised process group) every rank takes its slice of each batch and the
-gradients of the trainable parameters are averaged before the step: one all-reduce per step, on the
-trainable parameters only (mnaft's are a few thousand values). Rank 0 writes checkpoints and logs.
+Under torchrun (an initialised process group) every rank takes its slice of each batch, and the model
+runs under torch.distributed's wrappers (``parallel.py``): DDP reduces the trainable gradients in
+buckets during the backward, FSDP2 shards parameters, gradients and optimizer state. Each rank's loss is
+weighted by its share of the batch's target tokens, so N processes compute the gradient of the same
+token mean as one process on the whole batch. Rank 0 writes checkpoints (full, unsharded tensors) and
+logs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from mnaft_core._base import ProgressFn
-from mnaft_core.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from mnaft_core.training import parallel
+from mnaft_core.training.checkpoint import TrainState, latest_checkpoint, read_checkpoint, save_checkpoint
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.methods import Trainable, load_trainable_state, trainable_state
 
@@ -109,9 +113,11 @@ class TrainResult:
 
 
 def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
-    return sum(
-        v.numel() * v.element_size() for st in opt.state.values() for v in st.values() if torch.is_tensor(v)
-    )
+    """This process's optimizer state (its shard, under FSDP)."""
+    from torch.distributed.tensor import DTensor
+
+    local = [v.to_local() if isinstance(v, DTensor) else v for st in opt.state.values() for v in st.values()]
+    return sum(v.numel() * v.element_size() for v in local if torch.is_tensor(v))
 
 
 def world() -> tuple[int, int]:
@@ -121,18 +127,15 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def _average_gradients(params: Sequence[torch.Tensor], extra: torch.Tensor, size: int) -> torch.Tensor:
-    """All-reduce the gradients (flattened into one buffer) and ``extra``; both divided by ``size``."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [extra.float().reshape(-1)])
-    dist.all_reduce(flat)
-    flat /= size
-    offset = 0
-    for p, g in zip(params, grads, strict=True):
-        n = g.numel()
-        p.grad = flat[offset : offset + n].view_as(g).to(g.dtype)
-        offset += n
-    return flat[offset:]
+def _token_weight(n_mine: int, size: int, comm: torch.device, device: torch.device) -> torch.Tensor:
+    """This rank's loss weight: its share of the micro-batch's target tokens, times the world size
+    (the wrappers average gradients over ranks), so the reduced gradient is that of the whole batch's
+    token mean. 1 in a single process."""
+    if size == 1:
+        return torch.ones((), device=device)
+    total = parallel.check_collective(torch.tensor(float(n_mine), device=comm))
+    dist.all_reduce(total)
+    return (n_mine * size / total.clamp_min(1.0)).to(device)
 
 
 def _move(inputs: Inputs, device: torch.device) -> Inputs:
@@ -159,30 +162,38 @@ def train(
     rank, size = world()
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    named = trainable.parameters()
-    if not named:
+    if not trainable.parameters():
         raise TrainingError("nothing to train: the method left no trainable parameter")
-    params = [p for _, p in named]
-    if size > 1:  # every rank starts from rank 0's trainable values (LoRA's random init included)
-        for p in params:
-            dist.broadcast(p.data, 0)
+    module = trainable.module.to(device)
+    module.train()
+    if cfg.gradient_checkpointing and not parallel.enable_activation_checkpointing(module):
+        raise TrainingError(f"gradient_checkpointing: {type(module).__name__} does not support it")
+    sharding = parallel.resolve_sharding(cfg.method, cfg.sharding) if size > 1 else None
+    step_module = module
+    if sharding is not None:
+        # DDP must find unused parameters where a batch trains only some of them: mnaft's other
+        # languages' neurons, a full fine-tune's vision tower on a text-only batch
+        unused = cfg.method == "full" or (cfg.method == "mnaft" and cfg.languages == "batch")
+        step_module = parallel.wrap(module, sharding, device, find_unused=unused, bf16=cfg.bf16)
+    named = trainable.parameters()  # after wrapping: FSDP2 replaces them by sharded ones
+    names, params = [n for n, _ in named], [p for _, p in named]
     opt = torch.optim.AdamW(
         params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95), foreach=False
     )
     state = TrainState(0, 0, 0, cfg.fingerprint())
     resumed_from = None
     if (ckpt := latest_checkpoint(run_dir)) is not None:
-        state, saved = load_checkpoint(ckpt, opt)
+        state, saved, opt_state = read_checkpoint(ckpt)
         if state.config_fingerprint != cfg.fingerprint():
             raise TrainingError(f"{ckpt} was written with another config; use a new run folder")
-        load_trainable_state(trainable, saved)
+        if sharding == "fsdp":
+            parallel.load_full_state(module, opt, names, saved, opt_state)
+        else:
+            opt.load_state_dict(opt_state)
+            load_trainable_state(trainable, saved)
         resumed_from = state.step
-    module = trainable.module.to(device)
-    module.train()
-    enable_checkpointing = getattr(module, "gradient_checkpointing_enable", None)
-    if cfg.gradient_checkpointing and callable(enable_checkpointing):
-        enable_checkpointing()
-    autocast = device.type == "cuda" and cfg.bf16
+    autocast = device.type == "cuda" and cfg.bf16 and sharding != "fsdp"  # FSDP2 casts by its policy
+    comm = parallel.collective_device() if sharding is not None else device
     log_path = run_dir / METRICS_LOG
     kept = (
         [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= state.step]
@@ -209,28 +220,31 @@ def train(
             t_step = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
             step_tokens = 0
-            for _ in range(cfg.grad_accum):
+            for micro in range(cfg.grad_accum):
                 if state.batch_in_epoch >= len(plan):
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                     plan = plan_epoch(directions, cfg.batch_size, cfg.seed, state.epoch)
                 ref = plan[state.batch_in_epoch]
                 state.batch_in_epoch += 1
                 mine = ref.indices[rank::size]
-                if not mine:  # a batch smaller than the world: this rank adds zero gradients
-                    continue
-                languages, inputs = collate(ref.direction, mine)
+                # a batch smaller than the world: this rank still runs (every rank must join the
+                # gradient reduction), on one sample with weight zero
+                languages, inputs = collate(ref.direction, mine or ref.indices[:1])
+                n_mine = int((inputs["labels"][:, 1:] != -100).sum()) if mine and "labels" in inputs else 0
+                weight = _token_weight(n_mine, size, comm, device)  # a collective: every rank calls it
                 inputs = _move(inputs, device)
                 trainable.activate(languages)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss = module(**inputs).loss
-                (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach()
-                if "labels" in inputs:
-                    step_tokens += int((inputs["labels"][:, 1:] != -100).sum())
+                with parallel.gradient_sync(step_module, micro == cfg.grad_accum - 1):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        loss = step_module(**inputs).loss
+                    (loss * weight / cfg.grad_accum).backward()
+                loss_sum += loss.detach().float() * weight / size
+                step_tokens += n_mine
             if size > 1:
-                extra = torch.stack([loss_sum.float(), torch.tensor(float(step_tokens), device=device)])
-                loss_sum, tokens_sum = _average_gradients(params, extra, size)
-                step_tokens = round(float(tokens_sum) * size)
+                extra = torch.stack([loss_sum, torch.tensor(float(step_tokens), device=device)])
+                extra = parallel.check_collective(extra.to(comm))
+                dist.all_reduce(extra)
+                loss_sum, step_tokens = extra[0], round(float(extra[1]))
             loss_value = float(loss_sum) / cfg.grad_accum  # one host sync per step, for the log and NaN check
             if not math.isfinite(loss_value):
                 last = latest_checkpoint(run_dir)
@@ -257,7 +271,12 @@ def train(
                 on_progress(state.step, cfg.steps)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                if rank == 0:
+                if sharding == "fsdp":  # every rank takes part in gathering the full tensors
+                    full, opt_full = parallel.full_state(module, opt, names)
+                    if rank == 0:
+                        assert opt_full is not None
+                        save_checkpoint(run_dir, state, full, opt_full, cfg.keep_checkpoints)
+                elif rank == 0:
                     save_checkpoint(run_dir, state, trainable_state(trainable), opt, cfg.keep_checkpoints)
                 if size > 1:
                     dist.barrier()  # nobody runs ahead of a checkpoint it might resume from
@@ -271,13 +290,17 @@ def train(
     finally:
         bar.close()
         trainable.activate(None)
+    opt_bytes, n_params = optimizer_state_bytes(opt), sum(p.numel() for p in params)
+    if sharding == "fsdp":
+        del opt, params, named
+        parallel.gather_in_place(module)  # full weights on every rank: merge, export, checksum
     return TrainResult(
         steps=state.step,
         final_loss=loss_value,
         seconds=time.perf_counter() - t0,
         tokens=tokens_total,
-        trainable_params=sum(p.numel() for p in params),
-        optimizer_state_bytes=optimizer_state_bytes(opt),
+        trainable_params=n_params,
+        optimizer_state_bytes=opt_bytes,
         resumed_from=resumed_from,
         log=log,
     )

@@ -121,3 +121,40 @@ def test_vision_stats_match_direct_computation(name: str, dtype: torch.dtype) ->
             if other != image:
                 assert not stats.active[other, layer].any() and not stats.taylor[other, layer].any()
     assert stats.taylor.sum() > 0
+
+
+def _chunked_run(name: str, chunk: int) -> tuple[dict[str, object], np.ndarray]:
+    torch.manual_seed(0)
+    model = CASES[name][0]().eval()
+    sites = [s for s in neuron_sites(model) if s.module == "language"]
+    rec = ModuleRecorder(sites, sites[0].width(model), torch.device("cpu"), taylor=True, sample_slots=4,
+                         chunk_tokens=chunk)  # fmt: skip
+    ids = torch.randint(0, 290, (2, 7), generator=torch.Generator().manual_seed(1))
+    rec.group_ids = torch.tensor([[0, 0, 1, 1, 2, 2, -1], [0, 1, 1, 2, 2, 2, 2]]).reshape(-1)
+    rec.sample_offset, rec.batch_samples = 1, 2
+    with recording(model, [rec]):
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert rec._ws is not None and rec._ws.shape[1] == min(chunk, 14)  # the scratch bound holds
+    assert rec._tws is not None and rec._tws.shape[0] == min(chunk, 14)
+    return vars(rec.flush()), rec.flush_samples()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_chunked_statistics_equal_unchunked(chunk: int) -> None:
+    """Scratch for ``chunk`` tokens at a time gives the statistics of one pass over all 14 tokens."""
+    whole, whole_means = _chunked_run("qwen2-vl", 10_000)
+    part, part_means = _chunked_run("qwen2-vl", chunk)
+    for key in ("tokens", "active"):  # counts: exact
+        np.testing.assert_array_equal(part[key], whole[key])
+    for key in ("sum", "sumsq", "taylor"):  # float32 sums in another order
+        np.testing.assert_allclose(part[key], whole[key], rtol=1e-5, atol=1e-7)
+        assert np.abs(whole[key]).sum() > 0
+    np.testing.assert_allclose(part_means, whole_means, rtol=1e-3, equal_nan=True)  # float16 means
+    assert np.isnan(whole_means[0]).all() and not np.isnan(whole_means[1:3]).any()
+
+
+def test_chunk_size_must_be_positive() -> None:
+    model = CASES["qwen2-vl"][0]()
+    sites = [s for s in neuron_sites(model) if s.module == "language"]
+    with pytest.raises(ValueError, match="chunk_tokens must be >= 1, got 0"):
+        ModuleRecorder(sites, sites[0].width(model), torch.device("cpu"), chunk_tokens=0)
