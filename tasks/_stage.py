@@ -83,10 +83,12 @@ def publish(
     st = ArtifactStore(store)
     if st.has(stage, key):
         return key
-    with st.writer(
-        stage, key, inputs=inputs, params=params, code_version=code_version(*packages), resumable=resumable
-    ) as w:
-        w.metrics.update(build(w.dir))
+    with st.build_lock(stage, key):  # one builder per key; the others wait here, then reuse its result
+        if st.has(stage, key):
+            return key
+        code = code_version(*packages)
+        with st.writer(stage, key, inputs=inputs, params=params, code_version=code, resumable=resumable) as w:
+            w.metrics.update(build(w.dir))
     return key
 
 
