@@ -3,6 +3,7 @@
 from storage.errors import (
     AmbiguousKeyError,
     ArtifactNotFoundError,
+    BuildLockedError,
     IntegrityError,
     InvalidNameError,
     ManifestError,
@@ -20,6 +21,7 @@ __all__ = [
     "ArtifactNotFoundError",
     "ArtifactStore",
     "ArtifactWriter",
+    "BuildLockedError",
     "FileEntry",
     "GcPlan",
     "IntegrityError",

@@ -28,3 +28,7 @@ class IntegrityError(StoreError):
 
 class ManifestError(StoreError):
     """A manifest.json that cannot be read or parsed."""
+
+
+class BuildLockedError(StoreError):
+    """Another process holds the build lock of the artifact key, and waiting for it ran out."""

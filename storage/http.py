@@ -8,6 +8,8 @@ the base URL under which the store's root is visible; without it the UI gets inl
 
 from __future__ import annotations
 
+import html
+import io
 import os
 import posixpath
 import urllib.parse
@@ -52,6 +54,36 @@ class _ReadOnlyStore(SimpleHTTPRequestHandler):
         if len(parts) < 2:
             return True  # the root and stage listings
         return (Path(self.directory) / parts[0] / parts[1] / MANIFEST_NAME).is_file()
+
+    def list_directory(self, path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
+        """A listing without hidden entries (``.staging``, ``.locks``) and, in a stage folder, without
+        artifacts that have no manifest yet (writes in progress or debris)."""
+        folder = Path(path)
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            self.send_error(HTTPStatus.NOT_FOUND, "no permission to list directory")
+            return None
+        is_stage = folder.parent == Path(self.directory)
+        shown = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            entry = folder / name
+            if is_stage and entry.is_dir() and not (entry / MANIFEST_NAME).is_file():
+                continue
+            shown.append(name + "/" if entry.is_dir() else name)
+        title = html.escape(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
+        items = "".join(f'<li><a href="{urllib.parse.quote(n)}">{html.escape(n)}</a></li>\n' for n in shown)
+        body = (
+            f"<!DOCTYPE HTML>\n<html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1><ul>\n{items}</ul></body></html>\n"
+        ).encode()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
 
     def send_head(self):  # type: ignore[no-untyped-def]
         if not self._published():

@@ -12,12 +12,19 @@ Publishing hashes every file into the manifest and then commits: on a local file
 folder is renamed into place (atomic); on object stores, which have no rename, the files are uploaded
 and ``manifest.json`` is written last. Either way a writer killed mid-write leaves nothing that looks
 complete, and readers trust only a manifest whose files check out.
+
+Reads are verified: before a stage gets a file or folder of an artifact, every file it can reach is
+checked against the manifest's sha256 (``verify_read``). So a large artifact is not hashed on every
+read, a file that checked out is remembered in a per-machine marker bound to its size, mtime, ctime,
+inode and device; any write to the file changes one of them and brings the hash back. One builder at
+a time per key: ``writer`` holds the key's build lock (``storage.locks``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -26,7 +33,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -39,11 +46,16 @@ from storage.errors import (
     StoreError,
 )
 from storage.keys import validate_key, validate_ref, validate_relpath, validate_stage
+from storage.locks import build_lock, lock_wait_s
 from storage.manifest import MANIFEST_NAME, FileEntry, Manifest, library_versions
 
 STAGING = ".staging"
 REFS = "refs"
 _CHUNK = 1 << 20
+_SPOOL_MAX = 64 << 20  # a remote file read through open() is spooled to disk beyond this
+# A file modified within this margin of its check could be modified again in the same timestamp tick
+# (file times advance in coarse ticks), so its marker is not trusted: it is hashed again next time.
+_RACY_NS = 2_000_000_000
 
 
 def sha256_file(path: Path) -> str:
@@ -78,40 +90,62 @@ class Artifact:
         """Full URL of a file or folder inside the artifact (for zarr, polars, ...)."""
         return self.store.url_of(f"{self.stage}/{self.key}/{validate_relpath(rel)}")
 
-    def open(self, rel: str) -> BinaryIO:
-        """Open a file of the artifact for reading; it must be listed in the manifest."""
-        self._entry(rel)
-        f: BinaryIO = self.store.fs.open(f"{self.path}/{rel}", "rb")
-        return f
+    def open(self, rel: str, verify: bool = True) -> BinaryIO:
+        """Open a file of the artifact for reading; it must be listed in the manifest.
+
+        ``verify``: the content is checked against the manifest first (on an object store while it is
+        read); only metadata-only inspection (``storage.inspect``) passes False.
+        """
+        entry = self._entry(rel)
+        if not verify:
+            return cast(BinaryIO, self.store.fs.open(f"{self.path}/{rel}", "rb"))
+        if self.store.is_local:
+            self.store.verify_read(self, Path(self.path), [entry])
+            return open(Path(self.path) / rel, "rb")  # the caller closes it
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX)  # noqa: SIM115
+        h = hashlib.sha256()
+        with self.store.fs.open(f"{self.path}/{rel}", "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+                spool.write(chunk)
+        if h.hexdigest() != entry.sha256:
+            spool.close()
+            raise self.store.tampered(self, rel)
+        spool.seek(0)
+        return cast(BinaryIO, spool)
 
     def read_bytes(self, rel: str) -> bytes:
         with self.open(rel) as f:
             return f.read()
 
     def local_dir(self) -> Path:
-        """The artifact as a local folder: itself on a local store, a verified cached copy otherwise."""
+        """The artifact as a local folder, every file checked against the manifest: the artifact itself
+        on a local store, a verified cached copy otherwise."""
         if self.store.is_local:
+            self.store.verify_read(self, Path(self.path), self.manifest.files)
             return Path(self.path)
         cache = self.store.cache_dir / self.stage / self.key
         done = cache / MANIFEST_NAME
-        if not done.exists():
-            tmp = cache.with_name(f"{self.key}.{uuid.uuid4().hex}.partial")
+        if done.exists():
             try:
-                for entry in self.manifest.files:
-                    dest = tmp / entry.path
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    self.store.fs.get_file(f"{self.path}/{entry.path}", str(dest))
-                    if dest.stat().st_size != entry.size or sha256_file(dest) != entry.sha256:
-                        raise IntegrityError(
-                            f"{self.store.url}: artifact {self.stage}/{self.key}: file {entry.path} "
-                            "changed while downloading"
-                        )
-                (tmp / MANIFEST_NAME).write_text(self.manifest.to_json())
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(OSError):  # another process may have won the race
-                    tmp.rename(cache)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+                self.store.verify_read(self, cache, self.manifest.files)
+                return cache
+            except IntegrityError:  # the cached copy changed: it is only a copy, fetch it again
+                shutil.rmtree(cache, ignore_errors=True)
+        tmp = cache.with_name(f"{self.key}.{uuid.uuid4().hex}.partial")
+        try:
+            for entry in self.manifest.files:
+                dest = tmp / entry.path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self.store.fs.get_file(f"{self.path}/{entry.path}", str(dest))
+                if dest.stat().st_size != entry.size or sha256_file(dest) != entry.sha256:
+                    raise self.store.tampered(self, entry.path)
+            (tmp / MANIFEST_NAME).write_text(self.manifest.to_json())
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # another process may have won the race
+                tmp.rename(cache)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return cache
 
     def local_path(self, rel: str) -> Path:
@@ -202,25 +236,35 @@ class ArtifactStore:
         """
         validate_stage(stage)
         validate_key(key)
-        if resumable:
-            staging = self.resumable_dir(stage, key)
-            staging.mkdir(parents=True, exist_ok=True)
-        elif self.is_local:
-            base = Path(self.root) / STAGING
-            base.mkdir(parents=True, exist_ok=True)
-            staging = base / f"{stage}-{key}-{uuid.uuid4().hex[:12]}"
-            staging.mkdir()
-        else:
-            staging = Path(tempfile.mkdtemp(prefix=f"mnaft-{stage}-{key}-"))
-        w = ArtifactWriter(self, stage, key, staging, dict(inputs or {}), params, code_version)
-        done = False
-        try:
-            yield w
-            w.commit()
-            done = True
-        finally:
-            if done or not resumable:
-                shutil.rmtree(staging, ignore_errors=True)
+        with self.build_lock(stage, key):
+            if resumable:
+                staging = self.resumable_dir(stage, key)
+                staging.mkdir(parents=True, exist_ok=True)
+            elif self.is_local:
+                base = Path(self.root) / STAGING
+                base.mkdir(parents=True, exist_ok=True)
+                staging = base / f"{stage}-{key}-{uuid.uuid4().hex[:12]}"
+                staging.mkdir()
+            else:
+                staging = Path(tempfile.mkdtemp(prefix=f"mnaft-{stage}-{key}-"))
+            w = ArtifactWriter(self, stage, key, staging, dict(inputs or {}), params, code_version)
+            done = False
+            try:
+                yield w
+                w.commit()
+                done = True
+            finally:
+                if done or not resumable or not any(p.is_file() for p in staging.rglob("*")):
+                    shutil.rmtree(staging, ignore_errors=True)  # kept only with partial work in it
+
+    @contextlib.contextmanager
+    def build_lock(self, stage: str, key: str, wait_s: float | None = None) -> Iterator[None]:
+        """Be the only builder of ``stage/key``: another one is waited for (``MNAFT_LOCK_WAIT`` seconds
+        at most, default until it is done), then ``BuildLockedError`` names it. Nested use is free."""
+        wait = lock_wait_s() if wait_s is None else wait_s
+        with build_lock(self.fs, self.root, self.is_local, self.url, validate_stage(stage),
+                        validate_key(key), wait):  # fmt: skip
+            yield
 
     def _publish(self, w: ArtifactWriter) -> Artifact:
         if (existing := self.get(w.stage, w.key)) is not None:
@@ -343,10 +387,68 @@ class ArtifactStore:
         return None
 
     def verify(self, stage: str, key: str) -> Artifact:
-        """Open and check every file's size and sha256 against the manifest."""
+        """Open and check every file's size and sha256 against the manifest (no marker is trusted)."""
         art = self.open(stage, key)
         self._check(art, checksums=True)
         return art
+
+    def tampered(
+        self, art: Artifact, rel: str, why: str = "does not match its sha256 in the manifest"
+    ) -> IntegrityError:
+        """The error for a stored file that is not what was published: names it and how to inspect it."""
+        return IntegrityError(
+            f"{self.url}: artifact {art.stage}/{art.key}: file {rel} {why} (changed after it was "
+            f"published); nothing is built from it. Inspect: mnaft artifacts verify {art.key} "
+            f"--store {self.url}"
+        )
+
+    def _marker_path(self, art: Artifact, folder: Path) -> Path:
+        where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+        return self.cache_dir.parent / "verified" / f"{art.stage}-{art.key}-{where}.json"
+
+    def verify_read(self, art: Artifact, folder: Path, entries: list[FileEntry]) -> None:
+        """Check ``entries`` of ``art`` in the local ``folder`` against their sha256 before a read.
+
+        A file whose size, mtime, ctime, inode and device are those recorded when it last checked out
+        is not hashed again. A whole-artifact read also refuses files the manifest does not list (a
+        Zarr reader would read a chunk file added later).
+        """
+        marker = self._marker_path(art, folder)
+        try:
+            marks: dict[str, Any] = json.loads(marker.read_text())
+        except (FileNotFoundError, ValueError):
+            marks = {}
+        changed = False
+        for entry in entries:
+            path = folder / entry.path
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise self.tampered(art, entry.path, "is missing") from None
+            sig = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+            if marks.get(entry.path) == {"sha256": entry.sha256, "stat": sig}:
+                continue
+            if st.st_size != entry.size:
+                raise self.tampered(art, entry.path, f"has {st.st_size} bytes, manifest says {entry.size}")
+            started = time.time_ns()
+            if sha256_file(path) != entry.sha256:
+                raise self.tampered(art, entry.path)
+            after = path.stat()
+            if [after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino, after.st_dev] != sig:
+                raise self.tampered(art, entry.path, "changed while it was checked")
+            if max(st.st_mtime_ns, st.st_ctime_ns) < started - _RACY_NS:
+                marks[entry.path] = {"sha256": entry.sha256, "stat": sig}
+                changed = True
+        if len(entries) == len(art.manifest.files):
+            listed = {e.path for e in art.manifest.files} | {MANIFEST_NAME}
+            for p in folder.rglob("*"):
+                if p.is_file() and (rel := p.relative_to(folder).as_posix()) not in listed:
+                    raise self.tampered(art, rel, "is not listed in the manifest")
+        if changed:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            tmp = marker.with_name(f"{marker.name}.{uuid.uuid4().hex[:8]}.partial")
+            tmp.write_text(json.dumps(marks))
+            os.replace(tmp, marker)
 
     def _check(self, art: Artifact, checksums: bool) -> None:
         where = f"{self.url}: artifact {art.stage}/{art.key}"
@@ -372,6 +474,10 @@ class ArtifactStore:
                         h.update(chunk)
                 if h.hexdigest() != entry.sha256:
                     raise IntegrityError(f"{where}: file {entry.path} does not match its sha256 (tampered?)")
+        if checksums:
+            listed = {e.path for e in art.manifest.files} | {MANIFEST_NAME}
+            for rel in sorted(set(sizes) - listed):
+                raise IntegrityError(f"{where}: file {rel} is not listed in the manifest")
 
     # -- refs and deletion -----------------------------------------------------------------------
     def set_ref(self, name: str, stage: str, key: str) -> None:

@@ -84,10 +84,13 @@ def publish(
     st = ArtifactStore(store)
     if st.has(stage, key):
         return key
-    with st.writer(
-        stage, key, inputs=inputs, params=params, code_version=stage_code(module), resumable=resumable
-    ) as w:
-        w.metrics.update(build(w.dir))
+    with st.build_lock(stage, key):  # one builder per key; the others wait here, then reuse its result
+        if st.has(stage, key):
+            return key
+        with st.writer(
+            stage, key, inputs=inputs, params=params, code_version=stage_code(module), resumable=resumable
+        ) as w:
+            w.metrics.update(build(w.dir))
     return key
 
 

@@ -62,7 +62,9 @@ def build_finetune(
             code = run_torchrun(spec, cfg.processes, on_progress=on_progress)
             if code != 0:
                 raise RuntimeError(f"torchrun exited with {code}; checkpoints kept in {run_dir}")
-            return dict(json.loads((out / METRICS).read_text()))
+            metrics = dict(json.loads((out / METRICS).read_text()))
+            (out / METRICS).unlink()  # the ranks' report to this task (with timings), not a result file
+            return metrics
         loaded = load_mllm(model)
         samples = load_samples(dataset, "train", limit=max_train or None)
         mask = NeuronMask.load(mask_path) if mask_path else None

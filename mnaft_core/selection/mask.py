@@ -24,6 +24,7 @@ from safetensors.numpy import save_file
 from torch import nn
 
 from mnaft_core._base import canonical_json
+from mnaft_core._files import sort_safetensors_metadata
 from mnaft_core.models.adapters import neuron_sites
 
 FORMAT = "mnaft-neuron-mask/1"
@@ -141,6 +142,7 @@ class NeuronMask:
         }
         _validate(self, str(path))  # never write what load would refuse
         save_file(tensors, str(path), metadata=metadata)
+        sort_safetensors_metadata(path)  # equal masks, equal bytes
 
     @classmethod
     def load(cls, path: str | Path) -> NeuronMask:

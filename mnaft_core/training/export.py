@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from mnaft_core._files import sort_safetensors_metadata
 from mnaft_core.models.adapters import neuron_sites
 from mnaft_core.selection.mask import NeuronMask
 
@@ -45,6 +46,7 @@ def save_neuron_delta(merged: nn.Module, mask: NeuronMask, path: Path, mask_ref:
         "axes": json.dumps(axes),
     }
     save_file(tensors, str(path), metadata=meta)
+    sort_safetensors_metadata(path)  # a resumed run's delta equals an uninterrupted run's in bytes
     return sum(t.numel() for k, t in tensors.items() if k.endswith("::values"))
 
 

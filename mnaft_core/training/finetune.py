@@ -25,6 +25,7 @@ from mnaft_core.training.trainer import METRICS_LOG, TrainResult, train, world
 
 MODEL_DIR = "model"
 DELTA_FILE = "neuron_delta.safetensors"
+RUN_ONLY = ("seconds", "tokens_per_s", "resumed_from")  # facts about one run, not about its result
 
 
 def image_translation_collate(processor: Any, samples: Sequence[Sample]):  # type: ignore[no-untyped-def]
@@ -93,8 +94,15 @@ def finetune(
     }
     if mask is not None and cfg.method == "mnaft":
         metrics["delta_values"] = save_neuron_delta(merged, mask, out_dir / DELTA_FILE, mask_ref)
+    # The published files hold results only: timings and how the run went (resumed or not) differ
+    # between runs of the same key, so they go to the manifest's metrics (the returned dict), and a
+    # resumed run publishes the same bytes as an uninterrupted one.
     log = run_dir / METRICS_LOG
     if log.exists():
-        (out_dir / METRICS_LOG).write_text(log.read_text())
-    (out_dir / "train_summary.json").write_text(json.dumps(metrics, indent=2))
+        rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+        (out_dir / METRICS_LOG).write_text(
+            "".join(json.dumps({k: v for k, v in r.items() if k not in RUN_ONLY}) + "\n" for r in rows)
+        )
+    summary = {k: v for k, v in metrics.items() if k not in RUN_ONLY}
+    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return metrics

@@ -55,12 +55,17 @@ def _status(url: str, method: str = "GET") -> tuple[int, bytes]:
 
 
 def test_store_server_serves_published_files_only(served: tuple[str, ArtifactStore]) -> None:
-    base, _ = served
+    base, st = served
     url = public_url("select", "0123456789ab", "heat.png", base)
     assert url is not None
     assert _status(url) == (200, b"\x89PNG fake")
     assert _status(f"{base}/select/abcdef9999/x.png")[0] == 404  # no manifest: not published
     assert _status(f"{base}/.staging/")[0] == 404
+    (Path(st.root) / ".staging" / "profile-0123-resumable").mkdir(parents=True)
+    root = _status(f"{base}/")[1].decode()  # listings show published artifacts only
+    assert "select/" in root and ".staging" not in root
+    stage = _status(f"{base}/select/")[1].decode()
+    assert "0123456789ab/" in stage and "abcdef9999" not in stage
     assert _status(f"{base}/select/k1/%2e%2e/%2e%2e/")[0] in (200, 404)  # normalised, never outside
     assert _status(url, "PUT")[0] == 501 and _status(url, "DELETE")[0] == 501  # read-only
 

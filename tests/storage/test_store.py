@@ -222,3 +222,14 @@ def test_summary_reads_parquet_safetensors_zarr(store: ArtifactStore) -> None:
     assert rows["t.parquet"]["rows"] == 3
     assert rows["m.safetensors"]["elements"] == 6 and rows["m.safetensors"]["metadata_keys"] == ["method"]
     assert rows["acts.zarr"]["shape"] == [4, 5] and rows["acts.zarr"]["dims"] == ["layer", "neuron"]
+
+
+def test_failed_resumable_build_keeps_partial_work_but_no_empty_folder(store: ArtifactStore) -> None:
+    key = content_key("profile", {}, {"store": store.url}, "v1")  # remote stores share the cache
+    with pytest.raises(RuntimeError, match="model missing"), store.writer("profile", key, resumable=True):
+        raise RuntimeError("model missing")  # failed before writing anything
+    assert not store.resumable_dir("profile", key).exists()
+    with pytest.raises(RuntimeError, match="killed"), store.writer("profile", key, resumable=True) as w:
+        (w.dir / "shard0").write_text("done")
+        raise RuntimeError("killed")
+    assert (store.resumable_dir("profile", key) / "shard0").read_text() == "done"  # kept to resume
