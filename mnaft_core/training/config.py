@@ -53,6 +53,9 @@ class FinetuneConfig(StrictModel):
         description="data-parallel processes on this machine (torchrun --nproc_per_node; one per GPU): "
         "each takes a slice of every batch, gradients are averaged",
     )
+    save_dtype: Literal["base", "float32", "bfloat16", "float16"] = Field(
+        "base", description="dtype of the saved merged checkpoint; base = the base checkpoint's own dtype"
+    )
 
     @model_validator(mode="after")
     def _warmup(self) -> FinetuneConfig:
