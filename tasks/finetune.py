@@ -69,7 +69,15 @@ def build_finetune(
         samples = load_samples(dataset, "train", limit=max_train or None)
         mask = NeuronMask.load(mask_path) if mask_path else None
         return finetune(
-            loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "", on_progress=on_progress
+            loaded,
+            samples,
+            cfg,
+            mask,
+            run_dir,
+            out,
+            mask_ref=mask_key or "",
+            data_ref=data_key,
+            on_progress=on_progress,
         )
 
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}

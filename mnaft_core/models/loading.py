@@ -2,8 +2,9 @@
 
 The same code path serves Qwen/Qwen2-VL-2B-Instruct on a GPU server and the organism on a laptop:
 ``AutoModelForImageTextToText`` + ``AutoProcessor``. Two local facts are handled here and nowhere else:
-Qwen2-VL's stock processor needs torchvision (for video), so Qwen-family processors are built as
-``ImageOnlyQwen2VLProcessor``; and a hub id that cannot be fetched gets an error saying what to do.
+a stock processor whose video processor needs torchvision (Qwen2-VL, InternVL, ...) is loaded without
+its video part (``image_only``) from the same standard files; and a hub id that cannot be found gets
+one line naming it and the cache that was searched.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
 from mnaft_core.models.config import EMBEDDED_ORGANISM, ModelConfig
 from mnaft_core.models.placement import input_device, placement_kwargs
-from mnaft_core.models.processor import ImageOnlyQwen2VLProcessor
+from mnaft_core.models.processor import image_only
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EMBEDDED = {EMBEDDED_ORGANISM: ASSETS / "organism", "embedded:nllb-organism": ASSETS / "nllb-organism"}
-_QWEN_TYPES = {"qwen2_vl", "qwen2_5_vl"}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -38,6 +39,7 @@ class LoadedModel:
     processor: Any
     source: str  # the folder or hub id actually loaded
     device: torch.device
+    saved_dtype: torch.dtype | None = None  # the dtype of the weights on disk (what exports keep)
 
 
 def resolve(name_or_path: str) -> str:
@@ -98,11 +100,22 @@ def _explain(source: str, cfg: ModelConfig, err: Exception) -> ModelLoadError:
 
 
 def load_processor(source: str, cfg: ModelConfig) -> Any:
+    """The checkpoint's own processor (AutoProcessor); the stock class without video where that needs
+    torchvision and torchvision is missing, or where AutoProcessor finds only a tokenizer."""
+    kwargs = _hub_kwargs(cfg)
     try:
-        model_type = AutoConfig.from_pretrained(source, **_hub_kwargs(cfg)).model_type
-        if model_type in _QWEN_TYPES:
-            return ImageOnlyQwen2VLProcessor.from_pretrained(source, **_hub_kwargs(cfg))
-        return AutoProcessor.from_pretrained(source, **_hub_kwargs(cfg))
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        try:
+            processor: Any = AutoProcessor.from_pretrained(source, **kwargs)
+        except (ImportError, OSError, ValueError):  # e.g. its video processor needs torchvision
+            processor = None
+        if processor is None or not hasattr(processor, "image_processor"):
+            if type(config) not in PROCESSOR_MAPPING:
+                raise ModelLoadError(
+                    f"{source}: no processor with an image processor for model type {config.model_type!r}"
+                )
+            processor = image_only(PROCESSOR_MAPPING[type(config)]).from_pretrained(source, **kwargs)
+        return processor
     except (OSError, ValueError) as e:
         raise _explain(source, cfg, e) from e
 
@@ -113,6 +126,10 @@ def load_mllm(cfg: ModelConfig) -> LoadedModel:
     device = pick_device(cfg.device)
     processor = load_processor(source, cfg)
     kwargs: dict[str, Any] = {**_hub_kwargs(cfg), "dtype": pick_dtype(cfg.dtype, device)}
+    try:
+        saved = getattr(AutoConfig.from_pretrained(source, **_hub_kwargs(cfg)), "dtype", None)
+    except (OSError, ValueError) as e:
+        raise _explain(source, cfg, e) from e
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     if cfg.device_map is not None:  # accelerate places the blocks: GPUs, then CPU, then disk
@@ -126,7 +143,8 @@ def load_mllm(cfg: ModelConfig) -> LoadedModel:
     else:
         device = input_device(model)
     model.eval()
-    return LoadedModel(model=model, processor=processor, source=source, device=device)
+    saved_dtype = saved if isinstance(saved, torch.dtype) else _DTYPES.get(str(saved or ""))
+    return LoadedModel(model, processor, source, device, saved_dtype)
 
 
 _IDENTITY_CACHE: dict[tuple[str, int, int], str] = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 import transformers as T
 
-from mnaft_core.models.processor import make_processor, train_tokenizer
+from mnaft_core.models.processor import make_processor, save_processor, train_tokenizer
 
 FAMILIES = ("qwen2-vl", "qwen2.5-vl", "llava-clip", "llava-siglip")
 TEXT: dict[str, Any] = {
@@ -162,5 +162,5 @@ def save_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_processor(processor, out_dir)
     return out_dir

@@ -31,7 +31,7 @@ from mnaft_core.evaluation.systems import (
     translate_by_direction,
     translate_texts,
 )
-from mnaft_core.models.processor import train_tokenizer
+from mnaft_core.models.processor import save_processor, train_tokenizer
 from mnaft_core.models.prompts import Example, instruction
 from mnaft_core.organism.config import BootstrapConfig
 from mnaft_core.organism.mllm import TaskMixture, build_mllm, train_mllm
@@ -193,7 +193,7 @@ def bootstrap(
     mllm_dir, mt_dir = out_dir / "organism", out_dir / "nllb-organism"
     mllm_dir.mkdir(parents=True, exist_ok=True)
     model.half().save_pretrained(mllm_dir)
-    processor.save_pretrained(mllm_dir)
+    save_processor(processor, mllm_dir)  # standard files: plain AutoProcessor loads them
 
     mt_tok = train_nllb_tokenizer(
         [s.src_text for s in train] + [s.tgt_text for s in train], cfg.data.languages, oc.mt.vocab_size

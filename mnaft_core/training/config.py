@@ -59,6 +59,9 @@ class FinetuneConfig(StrictModel):
         "(DistributedDataParallel); fsdp shards parameters, gradients and optimizer state (FSDP2), for "
         "a model or full fine-tune that does not fit on one device; auto = fsdp for full, else ddp",
     )
+    save_dtype: Literal["base", "float32", "bfloat16", "float16"] = Field(
+        "base", description="dtype of the saved merged checkpoint; base = the base checkpoint's own dtype"
+    )
 
     @model_validator(mode="after")
     def _warmup(self) -> FinetuneConfig:

@@ -19,7 +19,7 @@ from mnaft_core.models.loading import LoadedModel
 from mnaft_core.models.prompts import Example, encode, model_inputs
 from mnaft_core.selection.mask import NeuronMask, model_fingerprint
 from mnaft_core.training.config import FinetuneConfig
-from mnaft_core.training.export import save_neuron_delta
+from mnaft_core.training.export import export_dtype, save_checkpoint, save_neuron_delta
 from mnaft_core.training.methods import prepare
 from mnaft_core.training.trainer import METRICS_LOG, TrainResult, train, world
 
@@ -52,10 +52,12 @@ def finetune(
     out_dir: Path,
     *,
     mask_ref: str = "",
+    data_ref: str = "",
     progress: bool = True,
     on_progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Train, then save the merged model (+ processor) and, for mnaft, the neuron delta; returns metrics."""
+    """Train, then save the merged model as a standard checkpoint (base dtype, processor, model card) and,
+    for mnaft, the neuron delta of the saved weights; returns metrics."""
     model = loaded.model
     if getattr(model, "hf_device_map", None):
         raise ValueError(
@@ -79,8 +81,15 @@ def finetune(
     if world()[0] != 0:  # under torchrun, rank 0 writes the checkpoint
         return {"method": cfg.method, "steps": result.steps, "final_loss": result.final_loss}
     out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir / MODEL_DIR)  # type: ignore[operator]
-    loaded.processor.save_pretrained(out_dir / MODEL_DIR)
+    card = {
+        "base_model": loaded.source,
+        "method": cfg.method,
+        "mask_ref": mask_ref,
+        "data_ref": data_ref,
+        "scores": {"final training loss": round(result.final_loss, 4)} if result.final_loss else None,
+    }
+    dtype = export_dtype(cfg.save_dtype, loaded.saved_dtype)
+    save_checkpoint(merged, loaded.processor, out_dir / MODEL_DIR, dtype=dtype, card=card)
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "steps": result.steps,
@@ -91,6 +100,7 @@ def finetune(
         "optimizer_state_bytes": result.optimizer_state_bytes,
         "resumed_from": result.resumed_from,
         "train_samples": len(samples),
+        "saved_dtype": str(dtype or next(merged.parameters()).dtype).removeprefix("torch."),
     }
     if mask is not None and cfg.method == "mnaft":
         metrics["delta_values"] = save_neuron_delta(merged, mask, out_dir / DELTA_FILE, mask_ref)

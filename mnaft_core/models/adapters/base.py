@@ -71,6 +71,7 @@ class Adapter:
 
 
 _REGISTRY: dict[str, Adapter] = {}
+_REFUSED: dict[str, str] = {}  # model type -> why its neurons are not handled
 
 
 def register(family: str, *model_types: str) -> Callable[[Callable[[nn.Module], list[MlpSite]]], Adapter]:
@@ -80,6 +81,16 @@ def register(family: str, *model_types: str) -> Callable[[Callable[[nn.Module], 
         return adapter
 
     return wrap
+
+
+def refuse(reason: str, *model_types: str) -> None:
+    """Name model types this library knows and deliberately does not handle, with the reason."""
+    for t in model_types:
+        _REFUSED[t] = reason
+
+
+def refused_model_types() -> dict[str, str]:
+    return dict(_REFUSED)
 
 
 def supported_families() -> dict[str, tuple[str, ...]]:
@@ -92,6 +103,10 @@ class UnsupportedModelError(ValueError):
 
 def adapter_for(model: nn.Module) -> Adapter:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in _REFUSED:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} ({type(model).__name__}): {_REFUSED[model_type]}"
+        )
     for adapter in _REGISTRY.values():
         if model_type in adapter.model_types:
             return adapter
@@ -119,3 +134,34 @@ def indexed_children(model: nn.Module, path: str) -> list[str]:
             f"{type(model).__name__}: {path} is {type(mods).__name__}, expected the ModuleList of its layers"
         )
     return [f"{path}.{i}" for i in range(len(mods))]
+
+
+def tower(
+    model: nn.Module,
+    module: Module,
+    candidates: tuple[str, ...],
+    mlp: str,
+    in_projs: tuple[str, ...],
+    out_proj: str,
+    act: str,
+    *,
+    required: bool = True,
+) -> list[MlpSite]:
+    """The MLP sites of one tower: ``{layers}.{i}.{mlp}`` for the first of ``candidates`` (ModuleList
+    paths) the model has. A tower without its own MLPs (``required=False``) gives no sites."""
+    names = {n for n, _ in model.named_modules()}
+    path = next((p for p in candidates if p in names), None)
+    if path is None:
+        if not required:
+            return []
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: none of the {module} layer lists {', '.join(candidates)} exists"
+        )
+    return [
+        MlpSite(module, i, f"{p}.{mlp}", in_projs, out_proj, act)
+        for i, p in enumerate(indexed_children(model, path))
+    ]
+
+
+GATED = (("gate_proj", "up_proj"), "down_proj", "act_fn")  # SwiGLU / GeGLU: act(gate) * up -> down
+FC = (("fc1",), "fc2", "activation_fn")  # CLIP / SigLIP style: fc1 -> act -> fc2

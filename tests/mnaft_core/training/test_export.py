@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
+from mnaft_core.models.config import ModelConfig
+from mnaft_core.models.loading import load_mllm
+from mnaft_core.models.tiny import save_tiny
 from mnaft_core.selection.mask import model_fingerprint
-from mnaft_core.training.export import apply_neuron_delta, save_neuron_delta
+from mnaft_core.training.export import apply_neuron_delta, export_dtype, save_checkpoint, save_neuron_delta
 from mnaft_core.training.neuron_delta import NeuronDeltaModel
+from tests.families.reload import draw_image, plain, project
 from tests.mnaft_core.models.test_adapters import CASES
 from tests.mnaft_core.training.test_neuron_delta import _mask
 
@@ -44,3 +50,38 @@ def test_delta_for_another_model_is_refused(tmp_path: Path) -> None:
     save_neuron_delta(model, _mask(model), tmp_path / "d.safetensors")
     with pytest.raises(ValueError, match="does not exist in"):
         apply_neuron_delta(CASES["llava-clip"][0](), tmp_path / "d.safetensors")
+
+
+def test_merged_checkpoint_of_a_bf16_base_is_a_standard_bf16_checkpoint(tmp_path: Path) -> None:
+    base = save_tiny("qwen2-vl", tmp_path / "base")
+    AutoModelForImageTextToText.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)
+    loaded = load_mllm(ModelConfig(name_or_path=str(base), device="cpu", local_files_only=True))
+    assert loaded.saved_dtype == torch.bfloat16 and next(loaded.model.parameters()).dtype == torch.float32
+    with torch.no_grad():  # stands in for training: the merged model differs from the base
+        loaded.model.model.language_model.layers[0].mlp.down_proj.weight.add_(0.01)
+    card = {"base_model": str(base), "method": "mnaft", "mask_ref": "select/abc", "data_ref": "data/def"}
+    out = tmp_path / "merged"
+    save_checkpoint(
+        loaded.model, loaded.processor, out, dtype=export_dtype("base", loaded.saved_dtype), card=card
+    )
+
+    assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert next(loaded.model.parameters()).dtype == torch.float32  # only the saved copy was cast
+    assert (out / "preprocessor_config.json").is_file()
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert not set(tok_cfg) & {"local_files_only", "is_local", "name_or_path"}, tok_cfg
+    readme = (out / "README.md").read_text()
+    assert all(
+        s in readme for s in ("library_name: transformers", str(base), "mnaft", "select/abc", "data/def")
+    )
+
+    image = draw_image(tmp_path / "img.png")
+    report = plain(out, image)
+    assert report["modules"] == [] and report["image_processor"] == "Qwen2VLImageProcessorPil"
+    assert report["tokens"] == project(out, image)
+
+
+def test_save_dtype_can_be_asked_for(tmp_path: Path) -> None:
+    assert export_dtype("float32", torch.bfloat16) == torch.float32
+    assert export_dtype("base", torch.float16) == torch.float16

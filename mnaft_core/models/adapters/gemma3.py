@@ -1,0 +1,15 @@
+"""Gemma 3: a SigLIP tower (fc1 -> GELU -> fc2) and a Gemma language model (GeGLU gate/up/down)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mnaft_core.models.adapters.base import FC, GATED, MlpSite, register, tower
+
+_VISION = ("model.vision_tower.encoder.layers", "model.vision_tower.vision_model.encoder.layers")
+
+
+@register("gemma3", "gemma3")
+def gemma3_sites(model: nn.Module) -> list[MlpSite]:
+    vision = tower(model, "vision", _VISION, "mlp", *FC)
+    return vision + tower(model, "language", ("model.language_model.layers",), "mlp", *GATED)

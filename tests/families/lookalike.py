@@ -1,0 +1,380 @@
+"""Look-alike checkpoints: folders laid out like the hub's smallest public model of each family.
+
+Each is built from the family's transformers config class with the real model's special-token ids,
+vocabulary size, MLP widths (the neurons mnaft profiles and masks), vision geometry (patch, merge and
+image sizes, image tokens per image), chat template and processor classes; 1-2 layers per tower and
+random weights, saved in the real checkpoint's dtype (bfloat16) with the hub's files: config.json,
+generation_config.json, model.safetensors, tokenizer.json + tokenizer_config.json, chat template,
+processor_config.json and preprocessor_config.json.
+
+What is shrunk, and why: the hidden (residual) sizes and attention heads. Kept real, the embedding
+matrices alone (vocabulary x hidden: 151,936 x 1,536 for Qwen2-VL-2B, 262,208 x 2,560 for Gemma 3 4B) are
+0.2-0.7 B parameters, which a 2-core CI machine cannot build, train and save for eight families in its
+time budget. The vocabulary is *not* shrunk, so every special-token id is the real one. The tokenizer is
+a small byte-level BPE padded to the real vocabulary with unused filler tokens, the special tokens at
+their real ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers as T
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from mnaft_core.models.processor import CHAT_TEMPLATE as QWEN2_TEMPLATE
+from mnaft_core.models.processor import image_only
+from mnaft_core.models.tiny import CORPUS
+
+HIDDEN = 64  # shrunk residual width (see the module docstring); MLP widths stay real
+
+
+def hub_tokenizer(specials: dict[int, str], named: dict[str, str]) -> T.PreTrainedTokenizerFast:
+    """A byte-level BPE whose special tokens sit at ``specials``' ids (filler tokens in between)."""
+    base = Tokenizer(models.BPE())
+    base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    base.train_from_iterator(CORPUS * 4 + [" ".join(CORPUS)], trainer)
+    state = json.loads(base.to_str())["model"]
+    vocab: dict[str, int] = dict(state["vocab"])
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    taken = set(vocab.values())
+    for i in range(max(specials) + 1):
+        if i in specials:
+            vocab[specials[i]] = i
+        elif i not in taken:
+            vocab[f"<|filler_{i}|>"] = i
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
+    for i, t in specials.items():
+        assert tok.token_to_id(t) == i, (t, i, tok.token_to_id(t))
+    roles = {k: named.pop(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token") if k in named}
+    return T.PreTrainedTokenizerFast(
+        tokenizer_object=tok, extra_special_tokens=named or None, padding_side="left", **roles
+    )
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # family name as in the adapters registry
+    hub_id: str  # the real checkpoint this folder looks like
+    build: Callable[[], tuple[Any, Any]]  # -> (model, processor)
+    eos: list[int]
+
+
+QWEN_SPECIALS = {
+    151643: "<|endoftext|>",
+    151644: "<|im_start|>",
+    151645: "<|im_end|>",
+    151652: "<|vision_start|>",
+    151653: "<|vision_end|>",
+    151654: "<|vision_pad|>",
+    151655: "<|image_pad|>",
+    151656: "<|video_pad|>",
+}
+QWEN_IDS = {"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652}
+
+
+def _qwen_tok() -> T.PreTrainedTokenizerFast:
+    return hub_tokenizer(dict(QWEN_SPECIALS), {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
+
+
+def _text(intermediate: int, vocab: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": HIDDEN,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": HIDDEN // 4,
+        "vocab_size": vocab,
+        **extra,
+    }
+
+
+MROPE = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1_000_000.0}
+
+
+def qwen2_vl() -> tuple[Any, Any]:
+    """Qwen/Qwen2-VL-2B-Instruct: LM MLP 8,960; vision MLP 5,120 (embed 1,280 x mlp_ratio 4); patch 14."""
+    cfg = T.Qwen2VLConfig(
+        text_config=_text(8960, 151936, rope_parameters=MROPE, tie_word_embeddings=True),
+        vision_config={
+            "depth": 2,
+            "embed_dim": HIDDEN,
+            "mlp_ratio": 5120 // HIDDEN,
+            "num_heads": 4,
+            "hidden_size": HIDDEN,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+        },
+        tie_word_embeddings=True,
+        **QWEN_IDS,
+    )
+    ip = T.Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, min_pixels=3136, max_pixels=12845056)
+    tok = _qwen_tok()
+    proc = image_only(T.Qwen2VLProcessor)(image_processor=ip, tokenizer=tok, chat_template=QWEN2_TEMPLATE)
+    return T.Qwen2VLForConditionalGeneration(cfg), proc
+
+
+def qwen2_5_vl() -> tuple[Any, Any]:
+    """Qwen/Qwen2.5-VL-3B-Instruct: LM MLP 11,008; vision SwiGLU MLP 3,420; patch 14, window 112."""
+    cfg = T.Qwen2_5_VLConfig(
+        text_config=_text(11008, 151936, rope_parameters=MROPE, tie_word_embeddings=True),
+        vision_config={
+            "depth": 2,
+            "hidden_size": HIDDEN,
+            "intermediate_size": 3420,
+            "num_heads": 4,
+            "out_hidden_size": HIDDEN,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [1],
+        },
+        tie_word_embeddings=True,
+        **QWEN_IDS,
+    )
+    ip = T.Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, min_pixels=3136, max_pixels=12845056)
+    proc = image_only(T.Qwen2_5_VLProcessor)(
+        image_processor=ip, tokenizer=_qwen_tok(), chat_template=QWEN2_TEMPLATE
+    )
+    return T.Qwen2_5_VLForConditionalGeneration(cfg), proc
+
+
+QWEN3_TEMPLATE = QWEN2_TEMPLATE.replace(
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}",
+    "",
+)
+
+
+def qwen3_vl() -> tuple[Any, Any]:
+    """Qwen/Qwen3-VL-2B-Instruct: LM MLP 6,144; vision MLP 4,096 (GELU fc1/fc2); patch 16; deepstack."""
+    mrope = {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True, "rope_theta": 5e6}
+    cfg = T.Qwen3VLConfig(
+        text_config=_text(6144, 151936, rope_parameters=mrope, tie_word_embeddings=True),
+        vision_config={
+            "depth": 2,
+            "hidden_size": HIDDEN,
+            "intermediate_size": 4096,
+            "num_heads": 4,
+            "out_hidden_size": HIDDEN,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [0],
+        },
+        tie_word_embeddings=True,
+        **QWEN_IDS,
+    )
+    ip = T.Qwen2VLImageProcessorPil(
+        patch_size=16,
+        merge_size=2,
+        min_pixels=4096,
+        max_pixels=16777216,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    proc = image_only(T.Qwen3VLProcessor)(
+        image_processor=ip, tokenizer=_qwen_tok(), chat_template=QWEN3_TEMPLATE
+    )
+    return T.Qwen3VLForConditionalGeneration(cfg), proc
+
+
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}"
+    "{% endif %}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def llava_1_5() -> tuple[Any, Any]:
+    """llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14-336 (MLP 4,096; 576 image tokens); Llama MLP 11,008."""
+    tok = hub_tokenizer(
+        {0: "<unk>", 1: "<s>", 2: "</s>", 32000: "<image>", 32001: "<pad>"},
+        {
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "pad_token": "<pad>",
+            "unk_token": "<unk>",
+            "image_token": "<image>",
+        },
+    )
+    vision = T.CLIPVisionConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=4096,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=336,
+        patch_size=14,
+        projection_dim=HIDDEN,
+    )
+    cfg = T.LlavaConfig(
+        vision_config=vision,
+        text_config=T.LlamaConfig(**_text(11008, 32064), pad_token_id=32001),
+        image_token_index=32000,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=32001,
+    )
+    ip = T.CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    proc = T.LlavaProcessor(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_TEMPLATE,
+    )
+    return T.LlavaForConditionalGeneration(cfg), proc
+
+
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{% if message['content'] is string %}{{ message['content'] | trim }}"
+    "{% else %}{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def gemma3() -> tuple[Any, Any]:
+    """google/gemma-3-4b-it: SigLIP so400m/14-896 (MLP 4,304; 256 image tokens); Gemma MLP 10,240."""
+    tok = hub_tokenizer(
+        {
+            0: "<pad>",
+            1: "<eos>",
+            2: "<bos>",
+            3: "<unk>",
+            105: "<start_of_turn>",
+            106: "<end_of_turn>",
+            255999: "<start_of_image>",
+            256000: "<end_of_image>",
+            262144: "<image_soft_token>",
+        },
+        {
+            "bos_token": "<bos>",
+            "eos_token": "<eos>",
+            "pad_token": "<pad>",
+            "unk_token": "<unk>",
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
+    cfg = T.Gemma3Config(
+        vision_config=T.SiglipVisionConfig(
+            hidden_size=HIDDEN,
+            intermediate_size=4304,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=896,
+            patch_size=14,
+        ).to_dict(),
+        text_config=T.Gemma3TextConfig(**_text(10240, 262208), sliding_window=512).to_dict(),
+        mm_tokens_per_image=256,
+        boi_token_index=255999,
+        eoi_token_index=256000,
+        image_token_index=262144,
+    )
+    ip = T.Gemma3ImageProcessorPil(
+        size={"height": 896, "width": 896}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    proc = T.Gemma3Processor(
+        image_processor=ip, tokenizer=tok, chat_template=GEMMA3_TEMPLATE, image_seq_length=256
+    )
+    return T.Gemma3ForConditionalGeneration(cfg), proc
+
+
+INTERNVL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' %}<IMG_CONTEXT>\n"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def internvl() -> tuple[Any, Any]:
+    """OpenGVLab/InternVL3-1B-hf: InternViT-300M/14-448 (MLP 4,096; 256 tokens a tile); Qwen2.5 MLP 4,864."""
+    specials = {**QWEN_SPECIALS, 151665: "<img>", 151666: "</img>", 151667: "<IMG_CONTEXT>"}
+    tok = hub_tokenizer(
+        specials,
+        {
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>",
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<|video_pad|>",
+        },
+    )
+    cfg = T.InternVLConfig(
+        vision_config={
+            "hidden_size": HIDDEN,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": [448, 448],
+            "patch_size": [14, 14],
+        },
+        text_config=T.Qwen2Config(**_text(4864, 151674)).to_dict(),
+        image_token_id=151667,
+        downsample_ratio=0.5,
+    )
+    ip = T.GotOcr2ImageProcessorPil(
+        size={"height": 448, "width": 448},
+        crop_to_patches=True,
+        min_patches=1,
+        max_patches=12,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    proc = image_only(T.InternVLProcessor)(
+        image_processor=ip, tokenizer=tok, image_seq_length=256, chat_template=INTERNVL_TEMPLATE
+    )
+    return T.InternVLForConditionalGeneration(cfg), proc
+
+
+FAMILIES: dict[str, Family] = {
+    "qwen2-vl": Family("qwen2-vl", "Qwen/Qwen2-VL-2B-Instruct", qwen2_vl, [151645, 151643]),
+    "qwen2.5-vl": Family("qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct", qwen2_5_vl, [151645, 151643]),
+    "qwen3-vl": Family("qwen3-vl", "Qwen/Qwen3-VL-2B-Instruct", qwen3_vl, [151645, 151643]),
+    "llava": Family("llava", "llava-hf/llava-1.5-7b-hf", llava_1_5, [2]),
+    "gemma3": Family("gemma3", "google/gemma-3-4b-it", gemma3, [1, 106]),
+    "internvl": Family("internvl", "OpenGVLab/InternVL3-1B-hf", internvl, [151645]),
+}
+
+
+def save_lookalike(family: str, folder: Path, seed: int = 0) -> Path:
+    """Build ``family``'s look-alike and save it with the hub's file layout, in bfloat16."""
+    spec = FAMILIES[family]
+    torch.manual_seed(seed)
+    model, processor = spec.build()
+    tok = processor.tokenizer
+    text_cfg = model.config.get_text_config()
+    text_cfg.eos_token_id, text_cfg.pad_token_id = spec.eos[0], tok.pad_token_id
+    gen = model.generation_config
+    gen.eos_token_id, gen.pad_token_id, gen.bos_token_id = spec.eos, tok.pad_token_id, tok.bos_token_id
+    model.to(torch.bfloat16).save_pretrained(folder)
+    processor.save_pretrained(folder)  # what transformers writes for the stock class
+    processor.image_processor.save_pretrained(folder)  # preprocessor_config.json, as the hub ships it
+    pre = folder / "preprocessor_config.json"
+    pre.write_text(
+        json.dumps({**json.loads(pre.read_text()), "processor_class": type(processor).__name__}, indent=2)
+    )
+    return folder
