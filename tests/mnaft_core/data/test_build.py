@@ -137,7 +137,7 @@ def test_corrupt_images_are_skipped(tmp_path: Path, rendered_parquet: Path) -> N
             "split": SMALL,
         }
     )
-    with pytest.raises(DataError, match="rendered.parquet table 0 row 2: corrupt image"):
+    with pytest.raises(DataError, match=r"rendered\.parquet table 0 row 2: corrupt image"):
         build_dataset(cfg, progress=False)
     b = build_dataset(cfg.model_copy(update={"skip_bad": True}), progress=False)
     assert b.skipped_bad["corrupt_image"] == 1 and b.table.num_rows == 2
