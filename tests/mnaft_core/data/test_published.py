@@ -87,7 +87,7 @@ def test_ocrmt30k_crops_lines_to_boxes_else_whole_image(tmp_path: Path) -> None:
             "directions": [{"src": "zh", "tgt": "en"}],
             "sources": [{"kind": "ocrmt30k", "path": str(v2)}],
             "split": SPLIT,
-        }  # fmt: skip
+        }
     )
     rows = build_dataset(cfg, progress=False).table.to_pylist()
     assert {r["split"] for r in rows} == {"train", "val", "test"}  # published split, valid -> val
@@ -113,7 +113,7 @@ def test_manifest_in_every_format(tmp_path: Path, fmt: str) -> None:
                     "columns": layouts.MANIFEST_COLUMNS,
                     "extra_columns": ["category"],
                 }
-            ],  # fmt: skip
+            ],
             "split": SPLIT,
         }
     )
@@ -185,7 +185,7 @@ def test_parts_give_the_same_file_as_one_part(mit_root: Path, tmp_path: Path) ->
     assert one.table.num_rows > 3 and _sha(one.path) == _sha(three.path)
     assert not (folder / "parts").exists()
     assert json.loads(json.dumps(three.counts)) == one.counts
-    with pytest.raises(DataError, match="parts .* are not written yet"):
+    with pytest.raises(DataError, match=r"parts .* are not written yet"):
         finish_parts(cfg, tmp_path / "none", 2)
 
 
