@@ -40,14 +40,16 @@ def _jsonl(path: Path, rows: list[dict[str, object]], extra_lines: tuple[str, ..
 
 
 def mit10m(root: Path, broken: bool = False) -> Path:
-    """MIT-10M's layout: train/ and test/ JSONL per source language; en images in `en.zip` (members
-    `en/...`), ja images in `ja.zip` (members without the prefix), zh images in a `zh/` folder."""
-    pairs = {"en": ("zh", EN, ZH), "zh": ("en", ZH, EN), "ja": ("en", JA, EN)}
+    """MIT-10M's layout: train/ and test/ JSONL per source language (EN.jsonl: en->zh and en->ja of the
+    same images); en images in `en.zip` (members `en/...`), ja images in `ja.zip` (members without the
+    prefix), zh images in a `zh/` folder."""
     root.mkdir(parents=True, exist_ok=True)
+    pairs = {"en": (("zh", ZH), ("ja", JA)), "zh": (("en", EN),), "ja": (("en", EN),)}
+    texts = {"en": EN, "zh": ZH, "ja": JA}
     zips = {lang: zipfile.ZipFile(root / f"{lang}.zip", "w") for lang in ("en", "ja")}
     (root / "zh").mkdir(parents=True, exist_ok=True)
     for split, idx in (("train", TRAIN), ("test", TEST)):
-        for sl, (tl, src, tgt) in pairs.items():
+        for sl, targets in pairs.items():
             rows = []
             for i in idx:
                 img = f"{sl}/{split}_{i:03d}.jpg"
@@ -56,12 +58,13 @@ def mit10m(root: Path, broken: bool = False) -> Path:
                     (root / img).write_bytes(data)
                 else:
                     zips[sl].writestr(img if sl == "en" else img.split("/", 1)[1], data)
-                rows.append({
-                    "id": f"{sl}-{split}-{i}", "img": img, "src_lang": sl, "tgt_lang": tl,
-                    "src_text": src[i], "tgt_text": tgt[i], "split": split, "cate_id": i % 2,
-                    "cate_name": CATEGORIES[i % 2], "difficulty": ["easy", "medium", "hard"][i % 3],
-                    "box_cnt": 1 + i % 3, "size": ["small", "medium", "large"][i % 3],
-                })  # fmt: skip
+                for tl, tgt in targets:
+                    rows.append({
+                        "id": f"{sl}-{tl}-{split}-{i}", "img": img, "src_lang": sl, "tgt_lang": tl,
+                        "src_text": texts[sl][i], "tgt_text": tgt[i], "split": split, "cate_id": i % 2,
+                        "cate_name": CATEGORIES[i % 2], "difficulty": ["easy", "medium", "hard"][i % 3],
+                        "box_cnt": 1 + i % 3, "size": ["small", "medium", "large"][i % 3],
+                    })  # fmt: skip
             _jsonl(root / split / f"{sl.upper()}.jsonl", rows)
     for zf in zips.values():
         zf.close()

@@ -64,7 +64,7 @@ def test_mit10m_reads_folders_and_zips_keeping_bytes_fields_and_splits(
         "Jpan",
     )
     assert (r["category"], r["category_id"], r["difficulty"], r["box_count"], r["record_id"], r["size"]) == (
-        "sign", "0", "easy", "1", "ja-test-12", "small"
+        "sign", "0", "easy", "1", "ja-en-test-12", "small"
     )  # fmt: skip
     assert all(r["split"] == "test" for r in rows if "/test_" in r["image_file"])
     assert len({r["id"] for r in rows}) == len(rows)
