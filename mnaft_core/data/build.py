@@ -207,7 +207,7 @@ def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput
                         heap = heaps.setdefault((d.name, split), [])
                         heap.append((key, p))
                         cap = cap_of(split, cfg.split)
-                        if len(heap) >= 2 * cap + 64:  # prune: keep the first `cap` by hash order
+                        if len(heap) >= cap + cap // 4 + 64:  # prune: keep the first `cap` by hash order
                             heaps[(d.name, split)] = _keep_first(heap, cap)
                     elif (a, b) == (t, s) and pair.image_ref is None:  # image shows the other side
                         read[d.name] += 1

@@ -14,7 +14,7 @@ class BadInputError(DataError):
     """One bad record of a source (named by file and line); `data.skip_bad: true` skips and counts it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRef:
     """Where a record's image lives, read only when the record is materialised.
 
@@ -32,7 +32,7 @@ class ImageRef:
         return f"{self.path}!{self.member}" if self.member else self.path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextPair:
     """One aligned text pair in its source's natural orientation.
 
@@ -53,10 +53,6 @@ class TextPair:
     split: str | None = None
     where: str = ""
     extra: tuple[tuple[str, str | None], ...] = ()
-
-    @property
-    def carries_image(self) -> bool:
-        return self.image is not None or self.image_ref is not None
 
 
 @dataclass

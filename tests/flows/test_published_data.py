@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -77,3 +78,34 @@ def test_data_cli_then_finetune_and_evaluate_on_published_layouts(
     toks = {re.search(r"tok:([\w-]+)", s).group(1) for s in report["signatures"]["bleu"]}  # type: ignore[union-attr]
     assert toks == {"zh", "ja-mecab-0", "13a"}
     assert all("nw:2" in s for s in report["signatures"]["chrf"])  # chrF++
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_import_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    from mnaft_core.data.config import DataConfig
+    from mnaft_core.data.types import BadInputError
+    from tasks.data import build_data, data_part
+
+    store = tmp_path / "store"
+    good = layouts.mit10m(tmp_path / "good")
+    cfg = {
+        "directions": DIRECTIONS[2:],
+        "sources": [{"kind": "mit10m", "path": str(good), "val_fraction": 0.3}],
+    }
+    key = build_data(DataConfig.model_validate(cfg), str(store))
+    before = _snapshot(store)
+    bad = layouts.mit10m(tmp_path / "bad", broken=True)
+    bad_cfg = DataConfig.model_validate({**cfg, "sources": [{**cfg["sources"][0], "path": str(bad)}]})  # type: ignore[dict-item]
+    with pytest.raises(BadInputError, match=r"ZH\.jsonl:\d+: image 'zh/bad_missing_image\.jpg' not found"):
+        build_data(bad_cfg, str(store))
+    with pytest.raises(BadInputError):
+        data_part(bad_cfg, str(store), 0, 2)
+    with pytest.raises(BadInputError):
+        build_data(bad_cfg, str(store), parts=2)
+    after = {k: v for k, v in _snapshot(store).items() if not k.startswith(".staging/")}
+    assert after == before  # the stored artifact is untouched, byte for byte
+    assert ArtifactStore(str(store)).open("data", key).manifest.key == key
+    assert not [p for p in (store / ".staging").iterdir() if not p.name.endswith("-resumable")]
