@@ -197,3 +197,28 @@ def test_key_fingerprints_follow_the_files(mit_root: Path, tmp_path: Path) -> No
     (root / "zh" / "train_000.jpg").write_bytes(layouts.image_bytes(7) + b"\0")
     after = data_fingerprints(cfg)
     assert after != before
+
+
+def test_zh_and_ja_text_is_rendered_with_a_cjk_font(tmp_path: Path) -> None:
+    rows = [
+        {"src_text": z, "tgt_text": e, "sl": "zh_CN", "tl": "en"}
+        for z, e in zip(layouts.ZH, layouts.EN, strict=True)
+    ]
+    rows += [
+        {"src_text": j, "tgt_text": e, "sl": "ja", "tl": "en"}
+        for j, e in zip(layouts.JA, layouts.EN, strict=True)
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = DataConfig.model_validate(
+        {
+            "directions": [{"src": "zh", "tgt": "en"}, {"src": "ja", "tgt": "en"}],
+            "sources": [
+                {"kind": "table", "path": str(path), "columns": {"src_lang": "sl", "tgt_lang": "tl"}}
+            ],
+            "split": {**SPLIT, "val_fraction": 0.2, "test_fraction": 0.2},
+        }
+    )
+    out = build_dataset(cfg, progress=False).table.to_pylist()
+    assert {(r["direction"], r["script"]) for r in out} == {("zh-en", "Hans"), ("ja-en", "Jpan")}
+    assert all("CJK" in r["font"] for r in out)  # a face covering every character: no tofu
