@@ -1,4 +1,4 @@
-"""The data stage: parallel text or published image datasets -> cleaned, split pairs -> images -> Parquet + card.
+"""The data stage: text or published image datasets -> cleaned, split pairs -> images -> Parquet + card.
 
 Modules, in pipeline order: `config` (DataConfig), `sources` (one reader per source kind), `published`
 (MIT-10M, OCRMT30K and manifests in their own layouts), `images` (reading from folders and zips,
