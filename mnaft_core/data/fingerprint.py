@@ -4,8 +4,8 @@ A path in the config says where data is, not what it is: the key must change whe
 Hashing every byte of a 10M-record tree would take longer than the import, so a fingerprint is, per
 file (sorted by relative path): its size, its mtime (ns), and for text/metadata and archive files a
 sha256 of their first and last MiB (which covers a zip's index with the CRC of every member); image
-files count by size and mtime only. A copy of a dataset with new mtimes gets a new key (a re-import,
-never a stale hit).
+files count by size and mtime only. A manifest counts as its own file plus each image it names. A
+copy of a dataset with new mtimes gets a new key (a re-import, never a stale hit).
 """
 
 from __future__ import annotations
@@ -66,8 +66,21 @@ def tree_fingerprint(path: Path) -> str:
 
 
 def _manifest_fingerprint(src: ManifestSource) -> str:
-    """The manifest file and (size, mtime) of the image files its folder holds."""
-    return tree_fingerprint(src.path.parent) if src.path.is_file() else "missing"
+    """The manifest file and (size, mtime) of every image file it names."""
+    from mnaft_core.data.published import manifest_rows
+
+    if not src.path.is_file():
+        return "missing"
+    h = hashlib.sha256(file_fingerprint(src.path).encode())
+    for _, row in manifest_rows(src):
+        rel = str(row.get(src.columns.image) or "")
+        p = Path(rel) if Path(rel).is_absolute() else src.path.parent / rel
+        try:
+            st = p.stat()
+            h.update(f"{rel}\0{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{rel}\0missing\n".encode())
+    return h.hexdigest()
 
 
 def source_fingerprint(src: Source) -> str | None:

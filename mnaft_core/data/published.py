@@ -302,7 +302,8 @@ def _ocrmt_image(
 # --- manifest -------------------------------------------------------------------------------------
 
 
-def _manifest_rows(src: ManifestSource) -> Iterator[tuple[int, dict[str, Any]]]:
+def manifest_rows(src: ManifestSource) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line or row number, row) of a manifest file, streamed."""
     fmt = src.format if src.format != "auto" else src.path.suffix.lower().lstrip(".")
     if not src.path.is_file():
         raise DataError(f"manifest source {src.path}: no such file")
@@ -346,7 +347,7 @@ def read_manifest(src: ManifestSource, bad: BadInput, reader: ImageReader) -> It
     ] + [(f"extra_columns[{i}]", col) for i, col in enumerate(src.extra_columns)]  # fmt: skip
     base = src.path.parent
     label = "line" if src.path.suffix.lower() != ".parquet" else "row"
-    for k, row in _manifest_rows(src):
+    for k, row in manifest_rows(src):
         where = f"{src.path}:{k}" if label == "line" else f"{src.path} row {k}"
         missing = [f"{col!r} (columns.{f})" for f, col in need if col not in row]
         if missing:

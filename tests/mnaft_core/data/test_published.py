@@ -222,3 +222,18 @@ def test_zh_and_ja_text_is_rendered_with_a_cjk_font(tmp_path: Path) -> None:
     out = build_dataset(cfg, progress=False).table.to_pylist()
     assert {(r["direction"], r["script"]) for r in out} == {("zh-en", "Hans"), ("ja-en", "Jpan")}
     assert all("CJK" in r["font"] for r in out)  # a face covering every character: no tofu
+
+
+def test_manifest_fingerprint_follows_the_images_it_names(tmp_path: Path) -> None:
+    path = layouts.manifest(tmp_path, "jsonl")
+    cfg = DataConfig.model_validate(
+        {
+            "directions": [{"src": "en", "tgt": "ja"}],
+            "sources": [{"kind": "manifest", "path": str(path), "columns": layouts.MANIFEST_COLUMNS}],
+        }
+    )
+    before = data_fingerprints(cfg)
+    (tmp_path / "unrelated.txt").write_text("not part of the dataset")
+    assert data_fingerprints(cfg) == before
+    (tmp_path / "images/en_03.png").write_bytes(layouts.image_bytes(99, fmt="PNG"))
+    assert data_fingerprints(cfg) != before
