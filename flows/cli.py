@@ -163,12 +163,16 @@ def artifacts_gc(
 
 
 @app.command("data")
-def data(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -> None:
+def data(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    store: StoreOpt = None,
+    parts: Annotated[int, typer.Option(min=1, help="import the images in N part flow runs")] = 1,
+) -> None:
     """Render or load the image-translation dataset (the data stage) and print its key."""
     cfg = _config(config, store)
     from flows.stages import data_flow
 
-    key = data_flow(cfg.data, cfg.store)
+    key = data_flow(cfg.data, cfg.store, parts)
     console.print(f"data: {key}  (mnaft artifacts show {key} --store {cfg.store})", soft_wrap=True)
 
 

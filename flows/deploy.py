@@ -62,6 +62,7 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
     specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", {"store": store}))
     # started by the profile flow (parts > 1), one flow run per part, each on a free gpu worker
     specs.append(DeploymentSpec("profile-part", "flows/stages.py:profile_part_flow", "gpu", {"store": store}))
+    specs.append(DeploymentSpec("data-part", "flows/stages.py:data_part_flow", "cpu", {"store": store}))
     reprofile = {"config": c}
     specs.append(
         DeploymentSpec(

@@ -7,6 +7,7 @@ from `tasks.plan`, the functions the pipeline uses); a missing one is an error n
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prefect import flow
 
@@ -17,7 +18,7 @@ from mnaft_core.organism.config import BootstrapConfig
 from mnaft_core.profiling.runner import ProfileConfig
 from tasks.bootstrap import bootstrap_task
 from tasks.bootstrap import install as install_organism
-from tasks.data import data_task
+from tasks.data import data_part_task, data_task
 from tasks.evaluate import evaluate_task
 from tasks.finetune import finetune_task
 from tasks.plan import (
@@ -32,9 +33,51 @@ from tasks.select import select_task
 
 
 @flow(name="data", log_prints=True)
-def data_flow(config: DataConfig, store: str = DEFAULT_STORE) -> str:
-    """Render or load the image-translation dataset; returns the dataset artifact key."""
-    return data_task(config, store)
+def data_flow(config: DataConfig, store: str = DEFAULT_STORE, parts: int = 1) -> str:
+    """Render or load the image-translation dataset; returns the dataset artifact key.
+
+    ``parts > 1`` imports the images in that many `data-part` flow runs first (deployed: all at once,
+    each on a worker; not deployed: one after another); the same dataset as one part.
+    """
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
+    if parts > 1:
+        _run_part_flows("data-part/data-part", data_part_flow, {"config": config, "store": store}, parts)
+    return data_task(config, store, parts)
+
+
+@flow(name="data-part", log_prints=True)
+def data_part_flow(config: DataConfig, store: str, part: int, parts: int) -> str:
+    """Rows ``part`` of ``parts`` of a data import, written into its shared staging folder."""
+    return data_part_task(config, store, part, parts)
+
+
+def _run_part_flows(deployment: str, local: Any, args: dict[str, Any], parts: int) -> None:
+    """Run ``parts`` part flows: subflows one after another locally, all at once when deployed."""
+    from prefect import runtime
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    if runtime.deployment.id is None:
+        for part in range(parts):
+            local(**args, part=part, parts=parts)
+        return
+    started = [
+        run_deployment(
+            deployment, parameters={**args, "part": part, "parts": parts}, timeout=0, as_subflow=True
+        )
+        for part in range(parts)
+    ]
+    with get_client(sync_client=True) as client:
+        runs = [r.id for r in started]  # type: ignore[union-attr]
+        while True:
+            states = [client.read_flow_run(i).state for i in runs]
+            if all(st is not None and st.is_final() for st in states):
+                break
+            time.sleep(10)
+    failed = [str(i) for i, st in zip(runs, states, strict=True) if not (st and st.is_completed())]
+    if failed:
+        raise RuntimeError(f"{deployment} runs did not complete: {', '.join(failed)}; rerun to resume them")
 
 
 @flow(name="profile", log_prints=True)

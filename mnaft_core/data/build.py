@@ -1,33 +1,47 @@
 """The data stage as one function: sources -> oriented, cleaned pairs -> hash split -> images -> table.
 
-Bad input never stops a build half way: a row that cannot be used is skipped and counted by reason,
-and only a direction left with nothing at all is an error (naming the direction and the counts).
+It streams. Records of published image datasets are kept as small references (text + where the image
+is), at most a split's cap of them per direction and split (the hash-ordered first ones), and their
+images are read, checked and written one row group at a time: memory depends on the caps, not on the
+dataset's size. Text pairs are rendered; one that cannot be (no font, too long) is skipped, counted
+and replaced by the next. A bad record (missing or corrupt image, unknown language, ...) stops the
+build naming its file and line, or with `skip_bad` is skipped and counted by reason; a direction left
+with nothing at all is an error naming the direction and the counts.
+
+Parts: `build_part(cfg, i, n, folder)` writes the i-th of n contiguous slices of the rows (every part
+plans the same, so they agree on the slices) and `finish_parts` joins them; the joined file is
+byte-identical to a one-part build, because both write row groups of exactly ROW_GROUP rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import shutil
+import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from mnaft_core.data.clean import UnknownLanguageError, clean_pair, dedupe, normalize_lang
 from mnaft_core.data.config import DataConfig, Direction
 from mnaft_core.data.fonts import FontLibrary, NoFontError, detect_script
+from mnaft_core.data.images import CarriedImage, CorruptImageError, ImageReader, carry_image
 from mnaft_core.data.render import Rendered, TooLongToRenderError, render_text
 from mnaft_core.data.sources import read_source
-from mnaft_core.data.split import SPLITS, cap_of, hash_order, split_of
-from mnaft_core.data.types import DataError, TextPair
+from mnaft_core.data.split import SPLITS, cap_of, hash_order, split_of, unit_hash
+from mnaft_core.data.types import BadInput, DataError, TextPair
 
 DATASET_FILE = "dataset.parquet"
+PARTS_DIR = "parts"
+ROW_GROUP = 256  # rows per Parquet row group: bounds the memory of writing and of reading back
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -47,24 +61,72 @@ SCHEMA = pa.schema(
         ("origin", pa.string()),
     ]
 )
+_SUMMARY_COLUMNS = ["direction", "split", "src_text", "tgt_lang", "font", "script", "origin"]
+
+
+def schema_for(cfg: DataConfig) -> pa.Schema:
+    """SCHEMA plus the published datasets' own fields (as nullable text columns)."""
+    return pa.schema([*SCHEMA, *(pa.field(c, pa.string()) for c in cfg.extra_columns())])
 
 
 @dataclass
 class DatasetBuild:
-    """The built table plus what the dataset card reports."""
+    """The written dataset file plus what the dataset card reports."""
 
-    table: pa.Table
+    path: Path
     config: DataConfig
     drops: Counter[str] = field(default_factory=Counter)
     drops_by_direction: dict[str, Counter[str]] = field(default_factory=dict)
+    skipped_bad: Counter[str] = field(default_factory=Counter)
+    first_bad: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def table(self) -> pa.Table:
+        """The whole table (images included): for small datasets and tests; stages stream the file."""
+        return pq.read_table(self.path)
+
+    def summary(self) -> pa.Table:
+        """Every column but the images."""
+        return pq.read_table(self.path, columns=_SUMMARY_COLUMNS)
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows per direction and split."""
         out: dict[str, dict[str, int]] = {d.name: dict.fromkeys(SPLITS, 0) for d in self.config.directions}
-        for d, s in zip(self.table["direction"].to_pylist(), self.table["split"].to_pylist(), strict=True):
+        t = pq.read_table(self.path, columns=["direction", "split"])
+        for d, s in zip(t["direction"].to_pylist(), t["split"].to_pylist(), strict=True):
             out[d][s] += 1
         return out
+
+
+class _Sink:
+    """Rows into Parquet row groups of exactly ROW_GROUP rows (the last shorter), whoever writes them."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.rows: dict[str, list[Any]] = {n: [] for n in schema.names}
+        self.count = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for k, col in self.rows.items():
+            col.append(row.get(k))
+        self.count += 1
+        if len(self.rows["id"]) >= ROW_GROUP:
+            self._flush()
+
+    def add_table(self, table: pa.Table) -> None:
+        for row in table.to_pylist():
+            self.add(row)
+
+    def _flush(self) -> None:
+        if self.rows["id"]:
+            self.writer.write_table(pa.table(self.rows, schema=self.schema), row_group_size=ROW_GROUP)
+            self.rows = {n: [] for n in self.schema.names}
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
 
 
 def pair_id(direction: str, src: str, tgt: str) -> str:
@@ -82,38 +144,96 @@ def _normalized_directions(cfg: DataConfig) -> list[tuple[Direction, str, str]]:
     return out
 
 
-def _collect(
-    cfg: DataConfig, dirs: list[tuple[Direction, str, str]], drops: Counter[str]
-) -> dict[str, list[TextPair]]:
-    """Read every source and orient its pairs into the configured directions."""
+RankKey = tuple[float, str, str]
+
+
+@dataclass
+class _Plan:
+    """One direction and split: hash-ordered candidates; `exact` when all carry their own image (the
+    first `cap` are the rows, a bad one is not replaced, so parts can slice them up front)."""
+
+    direction: Direction
+    split: str
+    cands: list[TextPair]
+    exact: bool
+
+
+@dataclass
+class _Scan:
+    plans: list[_Plan]
+    drops: Counter[str]
+    per_dir: dict[str, Counter[str]]
+    read: dict[str, int]
+    with_images: set[str]
+
+
+def _keep_first(items: list[tuple[RankKey, TextPair]], cap: int) -> list[tuple[RankKey, TextPair]]:
+    return sorted(items, key=lambda kv: kv[0])[:cap]
+
+
+def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput) -> _Scan:
+    """Read every source once; text pairs in memory, image records as the first `cap` references."""
     needed = {(s, t) if s == "en" or (t != "en" and s < t) else (t, s) for _, s, t in dirs}
-    by_dir: dict[str, list[TextPair]] = {d.name: [] for d, _, _ in dirs}
-    for source in cfg.sources:
-        for pair in read_source(source, needed, drops):
-            try:
-                a, b = normalize_lang(pair.src_lang), normalize_lang(pair.tgt_lang)
-            except UnknownLanguageError:
-                drops["unknown_language"] += 1
-                continue
-            for d, s, t in dirs:
-                if (a, b) == (s, t):
-                    by_dir[d.name].append(
-                        TextPair(d.src, d.tgt, pair.src_text, pair.tgt_text, pair.origin, pair.image)
-                    )
-                elif (a, b) == (t, s):  # the image shows the other side's text: render anew
-                    by_dir[d.name].append(TextPair(d.src, d.tgt, pair.tgt_text, pair.src_text, pair.origin))
-    return by_dir
-
-
-def _carried_image(data: bytes) -> Rendered:
-    """Re-encode a dataset's own image as RGB PNG; raises DataError if it does not decode."""
+    salt = f"{cfg.split.salt}/{cfg.seed}"
+    drops: Counter[str] = Counter()
+    per_dir: dict[str, Counter[str]] = {d.name: Counter() for d, _, _ in dirs}
+    text: dict[str, list[TextPair]] = {d.name: [] for d, _, _ in dirs}
+    read: dict[str, int] = dict.fromkeys(text, 0)
+    heaps: dict[tuple[str, str], list[tuple[RankKey, TextPair]]] = {}
+    reader = ImageReader()
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"corrupt image ({e})") from e
-    return Rendered(rgb, "", {"source": "rendered"}, [])
+        for source in cfg.sources:
+            for pair in read_source(source, needed, drops, bad, reader):
+                try:
+                    a, b = normalize_lang(pair.src_lang), normalize_lang(pair.tgt_lang)
+                except UnknownLanguageError as e:
+                    if pair.where:
+                        bad("unknown_language", pair.where, str(e))
+                    else:
+                        drops["unknown_language"] += 1
+                    continue
+                for d, s, t in dirs:
+                    if (a, b) == (s, t):
+                        oriented = replace(pair, src_lang=d.src, tgt_lang=d.tgt)
+                        read[d.name] += 1
+                        if pair.image_ref is None:
+                            text[d.name].append(oriented)
+                            continue
+                        p = clean_pair(oriented, cfg.clean, per_dir[d.name])
+                        if p is None:
+                            continue
+                        split = p.split or split_of(p.src_text, cfg.split)
+                        key = (unit_hash(f"{salt}/{d.name}", p.src_text), p.src_text, p.where)
+                        heap = heaps.setdefault((d.name, split), [])
+                        heap.append((key, p))
+                        cap = cap_of(split, cfg.split)
+                        if len(heap) >= cap + cap // 4 + 64:  # prune: keep the first `cap` by hash order
+                            heaps[(d.name, split)] = _keep_first(heap, cap)
+                    elif (a, b) == (t, s) and pair.image_ref is None:  # image shows the other side
+                        read[d.name] += 1
+                        text[d.name].append(TextPair(d.src, d.tgt, pair.tgt_text, pair.src_text, pair.origin))
+    finally:
+        reader.close()
+
+    plans: list[_Plan] = []
+    with_images = {name for name, _ in heaps}
+    for d, _, _ in dirs:
+        dd = per_dir[d.name]
+        cleaned = [p for p in (clean_pair(p, cfg.clean, dd) for p in text[d.name]) if p is not None]
+        cleaned = dedupe(cleaned, cfg.clean.one_target_per_source, dd)
+        for split in SPLITS:
+            cands = [p for p in cleaned if (p.split or split_of(p.src_text, cfg.split)) == split]
+            ordered = hash_order(cands, d.name, salt, lambda p: p.src_text)
+            images = _keep_first(heaps.get((d.name, split), []), cap_of(split, cfg.split))
+            if not images:
+                plans.append(_Plan(d, split, ordered, exact=False))
+            elif not ordered:
+                plans.append(_Plan(d, split, [p for _, p in images], exact=True))
+            else:  # both kinds: one hash order (text pairs rank like image records)
+                keyed = [((unit_hash(f"{salt}/{d.name}", p.src_text), p.src_text, ""), p) for p in ordered]
+                merged = sorted(keyed + images, key=lambda kv: kv[0])
+                plans.append(_Plan(d, split, [p for _, p in merged], exact=False))
+    return _Scan(plans, drops, per_dir, read, with_images)
 
 
 def _rng(seed: int, lang: str, text: str) -> np.random.Generator:
@@ -122,98 +242,249 @@ def _rng(seed: int, lang: str, text: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(h[:8], "big"))
 
 
-def build_dataset(cfg: DataConfig, progress: bool = True) -> DatasetBuild:
-    """Build the rendered dataset for every configured direction."""
-    dirs = _normalized_directions(cfg)
+def _slices(
+    plans: list[_Plan], cfg: DataConfig, part: int, parts: int
+) -> Iterator[tuple[_Plan, list[TextPair]]]:
+    """The candidates part ``part`` of ``parts`` writes, plan by plan, in the one-part order."""
+    if parts == 1:
+        for p in plans:
+            yield p, p.cands
+        return
+    if any(not p.exact and p.cands for p in plans):
+        raise DataError(
+            "data in parts needs sources whose records carry their own images (mit10m, ocrmt30k, "
+            "manifest): text pairs are rendered in one part (run with parts: 1)"
+        )
+    sizes = [min(len(p.cands), cap_of(p.split, cfg.split)) for p in plans]
+    total = sum(sizes)
+    lo, hi = part * total // parts, (part + 1) * total // parts
+    start = 0
+    for p, n in zip(plans, sizes, strict=True):
+        a, b = max(lo, start) - start, min(hi, start + n) - start
+        if a < b:
+            yield p, p.cands[a:b]
+        start += n
+
+
+def _write_rows(
+    cfg: DataConfig,
+    scan: _Scan,
+    sink: _Sink,
+    bad: BadInput,
+    per_dir: dict[str, Counter[str]],
+    part: int,
+    parts: int,
+    progress: bool,
+) -> dict[str, str]:
     fonts = FontLibrary.discover(cfg.render.font_dirs)
-    drops: Counter[str] = Counter()
-    by_dir = _collect(cfg, dirs, drops)
-
-    plan: list[tuple[Direction, str, list[TextPair]]] = []  # (direction, split, hash-ordered candidates)
-    per_dir: dict[str, Counter[str]] = {}
-    for d, _, _ in dirs:
-        dd: Counter[str] = Counter()
-        cleaned = [p for p in (clean_pair(p, cfg.clean, dd) for p in by_dir[d.name]) if p is not None]
-        cleaned = dedupe(cleaned, cfg.clean.one_target_per_source, dd)
-        per_dir[d.name] = dd
-        for split in SPLITS:
-            cands = [p for p in cleaned if split_of(p.src_text, cfg.split) == split]
-            plan.append(
-                (d, split, hash_order(cands, d.name, f"{cfg.split.salt}/{cfg.seed}", lambda p: p.src_text))
-            )
-
-    rows: dict[str, list[object]] = {name: [] for name in SCHEMA.names}
+    reader = ImageReader()
     cache: dict[tuple[str, str], Rendered] = {}
     first_error: dict[str, str] = {}
-    total = sum(min(len(c), cap_of(s, cfg.split)) for _, s, c in plan)
-    bar = tqdm(total=total, desc="render", unit="img", disable=None if progress else True)
-    for d, split, cands in plan:
-        kept, cap = 0, cap_of(split, cfg.split)
-        for p in cands:
-            if kept >= cap:
-                break
-            script = detect_script(p.src_text, normalize_lang(p.src_lang))
-            try:
-                if p.image is not None:
-                    r = _carried_image(p.image)
-                else:
-                    key = (p.src_lang, p.src_text)
-                    if key not in cache:
-                        cache[key] = render_text(p.src_text, script, _rng(cfg.seed, *key), cfg.render, fonts)
-                    r = cache[key]
-            except NoFontError as e:
-                per_dir[d.name]["no_font"] += 1
-                first_error.setdefault(d.name, str(e))
-                continue
-            except TooLongToRenderError:
-                per_dir[d.name]["too_long_to_render"] += 1
-                continue
-            except DataError as e:
-                per_dir[d.name]["corrupt_image"] += 1
-                first_error.setdefault(d.name, str(e))
-                continue
-            png = r.png()
-            for k, v in (
-                ("id", pair_id(d.name, p.src_text, p.tgt_text)),
-                ("split", split),
-                ("direction", d.name),
-                ("src_lang", p.src_lang),
-                ("tgt_lang", p.tgt_lang),
-                ("script", script),
-                ("src_text", p.src_text),
-                ("tgt_text", p.tgt_text),
-                ("image", png),
-                ("width", r.image.width),
-                ("height", r.image.height),
-                ("font", r.font),
-                ("style", json.dumps(r.style, sort_keys=True)),
-                ("boxes", [list(b) for b in r.boxes]),
-                ("origin", p.origin),
-            ):
-                rows[k].append(v)
-            kept += 1
-            bar.update(1)
-    bar.close()
+    work = list(_slices(scan.plans, cfg, part, parts))
+    total = sum(len(c) if p.exact or parts > 1 else min(len(c), cap_of(p.split, cfg.split)) for p, c in work)
+    bar = tqdm(total=total, desc="data", unit="row", disable=None if progress else True)
+    try:
+        for plan, cands in work:
+            d, split, cap = plan.direction, plan.split, cap_of(plan.split, cfg.split)
+            kept = 0
+            for p in cands[:cap] if plan.exact else cands:
+                if not plan.exact and kept >= cap:
+                    break
+                script = detect_script(p.src_text, normalize_lang(p.src_lang))
+                style: dict[str, Any]
+                try:
+                    if p.image_ref is not None or p.image is not None:
+                        img = _carried(p, reader, bad)
+                        if img is None:
+                            continue
+                        data, width, height, font, boxes = img.data, img.width, img.height, "", []
+                        style = {"source": p.origin}
+                    else:
+                        key = (p.src_lang, p.src_text)
+                        if key not in cache:
+                            rng = _rng(cfg.seed, *key)
+                            cache[key] = render_text(p.src_text, script, rng, cfg.render, fonts)
+                        r = cache[key]
+                        data, width, height, font = r.png(), r.image.width, r.image.height, r.font
+                        style, boxes = r.style, [list(b) for b in r.boxes]
+                except NoFontError as e:
+                    per_dir[d.name]["no_font"] += 1
+                    first_error.setdefault(d.name, str(e))
+                    continue
+                except TooLongToRenderError:
+                    per_dir[d.name]["too_long_to_render"] += 1
+                    continue
+                ident = f"{p.tgt_text}\x00{p.where}" if p.image_ref is not None else p.tgt_text
+                sink.add(
+                    {
+                        "id": pair_id(d.name, p.src_text, ident), "split": split, "direction": d.name,
+                        "src_lang": p.src_lang, "tgt_lang": p.tgt_lang, "script": script,
+                        "src_text": p.src_text, "tgt_text": p.tgt_text, "image": data, "width": width,
+                        "height": height, "font": font, "style": json.dumps(style, sort_keys=True),
+                        "boxes": boxes, "origin": p.origin, **dict(p.extra),
+                    }
+                )  # fmt: skip
+                kept += 1
+                bar.update(1)
+    finally:
+        bar.close()
+        reader.close()
+    return first_error
 
-    for d, _, _ in dirs:
-        drops.update(per_dir[d.name])
-        if d.name not in rows["direction"]:
+
+def _carried(p: TextPair, reader: ImageReader, bad: BadInput) -> CarriedImage | None:
+    """A record's own image, checked (None once reported to ``bad`` as missing, unreadable or corrupt)."""
+    where = p.where or "a rendered-dataset row"
+    if p.image_ref is not None:
+        try:
+            data = reader.read(p.image_ref)
+        except FileNotFoundError:
+            bad("missing_image", where, f"image {p.image_ref} is missing")
+            return None
+        except OSError as e:
+            bad("unreadable_image", where, f"image {p.image_ref} cannot be read ({e})")
+            return None
+        box, max_side = p.image_ref.box, p.image_ref.max_side
+    else:
+        data, box, max_side = p.image or b"", None, None
+    try:
+        return carry_image(data, box, max_side)
+    except CorruptImageError as e:
+        bad("corrupt_image", where, f"{e} in {p.image_ref or 'the image cell'}")
+        return None
+
+
+def _check(
+    cfg: DataConfig, build: DatasetBuild, scan: _Scan, first_error: dict[str, str], bad: BadInput
+) -> None:
+    """Every direction has rows; a published dataset's direction has every split (or it is reported)."""
+    counts = build.counts
+    for d in cfg.directions:
+        if not any(counts[d.name].values()):
             why = f"; first error: {first_error[d.name]}" if d.name in first_error else ""
             raise DataError(
-                f"direction {d.name}: no usable pairs ({len(by_dir[d.name])} read; dropped "
-                f"{dict(per_dir[d.name]) or 'none'}; source-level drops {dict(drops) or 'none'}){why}"
+                f"direction {d.name}: no usable pairs ({scan.read[d.name]} read; dropped "
+                f"{dict(scan.per_dir[d.name]) or 'none'}; source-level drops {dict(scan.drops) or 'none'}; "
+                f"bad records skipped {dict(bad.counts) or 'none'}){why}"
             )
-    table = pa.table(rows, schema=SCHEMA)
-    return DatasetBuild(table=table, config=cfg, drops=drops, drops_by_direction=per_dir)
+        if d.name in scan.with_images:
+            for s in SPLITS:
+                if counts[d.name][s] == 0:
+                    bad("empty_split", f"direction {d.name}", f"split {s!r} has no rows")
+
+
+def build_part(cfg: DataConfig, part: int, parts: int, folder: Path, progress: bool = True) -> Path:
+    """Write part ``part`` of ``parts`` (rows and its counts) into ``folder``/parts; returns its file."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not in 0..{parts - 1}")
+    out = folder / PARTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = _normalized_directions(cfg)
+    bad = BadInput(skip=cfg.skip_bad)
+    scan = _scan(cfg, dirs, bad)
+    per_dir: dict[str, Counter[str]] = {d.name: Counter() for d, _, _ in dirs}
+    write_bad = BadInput(skip=cfg.skip_bad)
+    name = f"part-{part:05d}-of-{parts:05d}"
+    tmp = out / f"{name}.parquet.partial"
+    sink = _Sink(tmp, schema_for(cfg))
+    try:
+        first_error = _write_rows(cfg, scan, sink, write_bad, per_dir, part, parts, progress)
+        sink.close()
+        tmp.replace(out / f"{name}.parquet")
+    finally:
+        tmp.unlink(missing_ok=True)
+    summary = {
+        "scan": {"drops": scan.drops, "per_dir": scan.per_dir, "read": scan.read,
+                 "with_images": sorted(scan.with_images), "bad": bad.counts, "first_bad": bad.first},
+        "write": {"per_dir": per_dir, "bad": write_bad.counts, "first_bad": write_bad.first,
+                  "first_error": first_error},
+    }  # fmt: skip
+    (out / f"{name}.json").write_text(json.dumps(summary, sort_keys=True))
+    return out / f"{name}.parquet"
+
+
+def part_done(folder: Path, part: int, parts: int) -> bool:
+    """Whether part ``part`` of ``parts`` was written completely into ``folder``."""
+    return (folder / PARTS_DIR / f"part-{part:05d}-of-{parts:05d}.json").is_file()
+
+
+def finish_parts(cfg: DataConfig, folder: Path, parts: int) -> DatasetBuild:
+    """Join the parts in ``folder`` into ``folder``/dataset.parquet (and drop them); checks the result."""
+    src = folder / PARTS_DIR
+    missing = [i for i in range(parts) if not part_done(folder, i, parts)]
+    if missing:
+        raise DataError(f"{src}: data parts {missing} of {parts} are not written yet")
+    path = folder / DATASET_FILE
+    tmp = path.with_suffix(".parquet.partial")
+    sink = _Sink(tmp, schema_for(cfg))
+    summaries = []
+    try:
+        for i in range(parts):
+            name = f"part-{i:05d}-of-{parts:05d}"
+            for batch in pq.ParquetFile(src / f"{name}.parquet").iter_batches(batch_size=ROW_GROUP):
+                sink.add_table(pa.Table.from_batches([batch]))
+            summaries.append(json.loads((src / f"{name}.json").read_text()))
+        sink.close()
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    scan_s = summaries[0]["scan"]  # every part scanned the same records
+    per_dir = {d: Counter(c) for d, c in scan_s["per_dir"].items()}
+    bad = BadInput(skip=cfg.skip_bad, counts=Counter(scan_s["bad"]), first=dict(scan_s["first_bad"]))
+    first_error: dict[str, str] = {}
+    for s in summaries:
+        for d, c in s["write"]["per_dir"].items():
+            per_dir[d].update(c)
+        bad.counts.update(s["write"]["bad"])
+        for k, v in s["write"]["first_bad"].items():
+            bad.first.setdefault(k, v)
+        for k, v in s["write"]["first_error"].items():
+            first_error.setdefault(k, v)
+    scan = _Scan([], Counter(scan_s["drops"]), per_dir, scan_s["read"], set(scan_s["with_images"]))
+    build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir)
+    _check(cfg, build, scan, first_error, bad)
+    for c in per_dir.values():
+        build.drops.update(c)
+    build.skipped_bad, build.first_bad = bad.counts, bad.first
+    shutil.rmtree(src, ignore_errors=True)
+    return build
+
+
+def build_dataset(cfg: DataConfig, progress: bool = True, out_dir: Path | None = None) -> DatasetBuild:
+    """Build the dataset for every configured direction into ``out_dir`` (a temporary folder if None)."""
+    folder = out_dir if out_dir is not None else Path(tempfile.mkdtemp(prefix="mnaft-data-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    dirs = _normalized_directions(cfg)
+    bad = BadInput(skip=cfg.skip_bad)
+    scan = _scan(cfg, dirs, bad)
+    per_dir: dict[str, Counter[str]] = {name: Counter(c) for name, c in scan.per_dir.items()}
+    path = folder / DATASET_FILE
+    tmp = path.with_suffix(".parquet.partial")
+    sink = _Sink(tmp, schema_for(cfg))
+    try:
+        first_error = _write_rows(cfg, scan, sink, bad, per_dir, 0, 1, progress)
+        sink.close()
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    scan.per_dir = per_dir
+    build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir)
+    _check(cfg, build, scan, first_error, bad)
+    for c in per_dir.values():
+        build.drops.update(c)
+    build.skipped_bad, build.first_bad = bad.counts, bad.first
+    return build
 
 
 def write_dataset(build: DatasetBuild, out_dir: Path) -> Path:
-    """Write the table as `dataset.parquet` in out_dir (written to a .partial file, then renamed)."""
+    """Place the dataset file as `dataset.parquet` in out_dir (a copy unless it was built there)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / DATASET_FILE
+    if build.path.resolve() == path.resolve():
+        return path
     tmp = path.with_suffix(".parquet.partial")
     try:
-        pq.write_table(build.table, tmp, compression="zstd")
+        shutil.copyfile(build.path, tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

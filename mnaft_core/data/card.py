@@ -9,6 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
@@ -24,7 +25,7 @@ SAMPLES_PER_DIRECTION = 6
 
 def card_data(build: DatasetBuild) -> dict[str, Any]:
     """The card's numbers as a JSON-able dict."""
-    t = build.table
+    t = build.summary()
     directions = t["direction"].to_pylist()
     lengths: dict[str, list[int]] = {d.name: [0] * (len(LENGTH_BINS) - 1) for d in build.config.directions}
     for d, text in zip(directions, t["src_text"].to_pylist(), strict=True):
@@ -36,6 +37,8 @@ def card_data(build: DatasetBuild) -> dict[str, Any]:
         "counts": build.counts,
         "dropped": dict(sorted(build.drops.items())),
         "dropped_by_direction": {d: dict(sorted(c.items())) for d, c in build.drops_by_direction.items()},
+        "skipped_bad": dict(sorted(build.skipped_bad.items())),
+        "first_bad": dict(sorted(build.first_bad.items())),
         "fonts": dict(Counter(f or "(carried image)" for f in t["font"].to_pylist()).most_common()),
         "scripts": dict(Counter(t["script"].to_pylist()).most_common()),
         "origins": dict(Counter(t["origin"].to_pylist()).most_common()),
@@ -50,6 +53,7 @@ def _markdown(card: dict[str, Any]) -> str:
     lines += [f"| {d} | " + " | ".join(str(c[s]) for s in SPLITS) + " |" for d, c in card["counts"].items()]
     for title, key in (
         ("Dropped, by reason", "dropped"),
+        ("Bad records skipped (skip_bad), by reason", "skipped_bad"),
         ("Fonts", "fonts"),
         ("Scripts", "scripts"),
         ("Origins", "origins"),
@@ -81,13 +85,19 @@ def _length_hist(card: dict[str, Any], path: Path) -> None:
 def _samples(build: DatasetBuild, path: Path) -> None:
     """A grid: per direction a few images, each with its source -> target caption."""
     fonts = FontLibrary.discover(build.config.render.font_dirs)
-    t = build.table.select(["direction", "src_text", "tgt_text", "tgt_lang", "image"]).to_pylist()
     by_dir: dict[str, list[dict[str, Any]]] = {}
-    for r in t:
-        if len(by_dir.setdefault(r["direction"], [])) < SAMPLES_PER_DIRECTION:
-            by_dir[r["direction"]].append(r)
+    wanted = len(build.config.directions) * SAMPLES_PER_DIRECTION
+    columns = ["direction", "src_text", "tgt_text", "tgt_lang", "image"]
+    for batch in pq.ParquetFile(build.path).iter_batches(batch_size=64, columns=columns):  # streamed
+        for r in batch.to_pylist():
+            if len(by_dir.setdefault(r["direction"], [])) < SAMPLES_PER_DIRECTION:
+                by_dir[r["direction"]].append(r)
+        if sum(len(v) for v in by_dir.values()) >= wanted:
+            break
     cell_w, caption_h, gap = build.config.render.max_width, 14, 6
-    img_h = max([Image.open(io.BytesIO(r["image"])).height for rs in by_dir.values() for r in rs] or [1])
+    img_h = min(
+        max([Image.open(io.BytesIO(r["image"])).height for rs in by_dir.values() for r in rs] or [1]), 128
+    )  # a scene photo is shown as a thumbnail
     cols = SAMPLES_PER_DIRECTION
     row_h = 16 + img_h + caption_h + gap
     canvas = Image.new("RGB", (cols * (cell_w + gap) + gap, max(1, len(by_dir)) * row_h + gap), "white")

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
@@ -150,7 +151,7 @@ def clean_pair(pair: TextPair, cfg: CleanConfig, drops: Counter[str]) -> TextPai
     if word_count(src) > cfg.max_words:
         drops["too_many_words"] += 1
         return None
-    return TextPair(pair.src_lang, pair.tgt_lang, src, tgt, pair.origin, pair.image)
+    return replace(pair, src_text=src, tgt_text=tgt)
 
 
 def dedupe(pairs: list[TextPair], one_target_per_source: bool, drops: Counter[str]) -> list[TextPair]:

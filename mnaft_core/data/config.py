@@ -109,7 +109,119 @@ class RenderedSource(StrictModel):
     tgt_lang: LangTag | None = Field(None, description="target language when the data has no column for it")
 
 
-Source = Annotated[TableSource | GettextSource | CldrSource | RenderedSource, Field(discriminator="kind")]
+class Mit10mSource(StrictModel):
+    """MIT-10M (Li, Zhu, Wen, COLING 2025) as published: `{train,test}/<LANG>.jsonl` + image archives.
+
+    Layout (huggingface.co/datasets/liboaccn/MIT-10M; the field names as public loaders of it read
+    them): one JSON record per line with `id`, `img` (`<archive>/<file>`), `src_lang`, `tgt_lang`,
+    `src_text`, `tgt_text`, `split`, `cate_id`, `cate_name`, `difficulty`, `box_cnt`. Images are looked
+    up as `<path>/<img>` (or under `images/`), else inside the per-language archive `<archive>.zip`
+    (member `<img>` or `<file>`), read from the zip without extracting it.
+    """
+
+    kind: Literal["mit10m"] = "mit10m"
+    path: Path = Field(description="the MIT-10M folder (holding train/ and test/)")
+    languages: list[LangTag] = Field(
+        default_factory=list, description="keep pairs whose both languages are listed; empty = all"
+    )
+    directions: list[Direction] = Field(
+        default_factory=list, description="keep only these directions; empty = data.directions"
+    )
+    sizes: list[str] = Field(
+        default_factory=list, description="keep these values of `size_field`; empty = all"
+    )
+    size_field: str = Field("size", description="record field holding the image size class")
+    categories: list[str] = Field(
+        default_factory=list, description="keep these categories (cate_name or cate_id); empty = all"
+    )
+    difficulties: list[str] = Field(default_factory=list, description="keep these difficulties; empty = all")
+    val_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="share of the published train split (by source text) kept as val"
+    )
+    max_side: int | None = Field(
+        None, ge=16, le=16384, description="downscale larger images to this longer side (stored as PNG)"
+    )
+
+
+class Ocrmt30kSource(StrictModel):
+    """OCRMT30K v2.0 (Lan et al., ACL 2023) as published: zh scene-text lines with English translations.
+
+    Layout (github.com/DeepLearnXMU/mc_tit, ocrmt30k_data/README.md): `whole_image_v2/` images;
+    `after_proprecess/before_tok_bpe/image_{train,valid,test}.txt` (one image name per text line) with
+    the line-aligned `ocr_zh_*.txt` and `ocr_en_*.txt`; `raw_data/<image stem>.txt` lines
+    `x1,y1,...,xn,yn,text` (the box polygon, then the text).
+    """
+
+    kind: Literal["ocrmt30k"] = "ocrmt30k"
+    path: Path = Field(description="the v2.0 folder (holding whole_image_v2/ and after_proprecess/)")
+    boxes: Literal["auto", "whole"] = Field(
+        "auto",
+        description="auto: one sample per line cropped to its raw_data box where every line of the image "
+        "has one, else the whole image with its lines in order; whole: always the whole image",
+    )
+    max_side: int | None = Field(
+        None, ge=16, le=16384, description="downscale larger images to this longer side (stored as PNG)"
+    )
+
+
+class ManifestColumns(StrictModel):
+    """Column names of an image manifest."""
+
+    image: str = Field("image", description="column of the image path (relative to the manifest's folder)")
+    src_text: str = Field("src_text", description="column of the text shown in the image")
+    tgt_text: str = Field("tgt_text", description="column of the reference translation")
+    src_lang: str | None = Field("src_lang", description="source language column, or null if fixed")
+    tgt_lang: str | None = Field("tgt_lang", description="target language column, or null if fixed")
+    split: str | None = Field(None, description="column of the dataset's own split (train/val/test), if any")
+
+
+class ManifestSource(StrictModel):
+    """Any image-translation dataset: a CSV/TSV/JSONL/Parquet manifest of image paths and texts."""
+
+    kind: Literal["manifest"] = "manifest"
+    path: Path = Field(description="manifest file (.csv, .tsv, .jsonl or .parquet)")
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field("auto", description="auto = by suffix")
+    columns: ManifestColumns = Field(default_factory=ManifestColumns, description="column mapping")
+    src_lang: LangTag | None = Field(None, description="source language when the file has no column for it")
+    tgt_lang: LangTag | None = Field(None, description="target language when the file has no column for it")
+    extra_columns: list[str] = Field(
+        default_factory=list, description="further manifest columns kept as dataset columns (as text)"
+    )
+    max_side: int | None = Field(
+        None, ge=16, le=16384, description="downscale larger images to this longer side (stored as PNG)"
+    )
+
+    @field_validator("extra_columns")
+    @classmethod
+    def _extra_names(cls, v: list[str]) -> list[str]:
+        reserved = set(BASE_COLUMNS)
+        bad = [c for c in v if c in reserved]
+        if bad:
+            raise ValueError(f"extra_columns {bad} clash with dataset columns {sorted(reserved)}")
+        return v
+
+
+# Columns of the dataset table every build has (the extra columns of image sources come after them).
+BASE_COLUMNS = (
+    "id", "split", "direction", "src_lang", "tgt_lang", "script", "src_text", "tgt_text", "image",
+    "width", "height", "font", "style", "boxes", "origin",
+)  # fmt: skip
+MIT10M_EXTRA = ("record_id", "image_file", "category", "category_id", "difficulty", "box_count", "size")
+OCRMT30K_EXTRA = ("image_file", "line")
+
+
+Source = Annotated[
+    TableSource
+    | GettextSource
+    | CldrSource
+    | RenderedSource
+    | Mit10mSource
+    | Ocrmt30kSource
+    | ManifestSource,
+    Field(discriminator="kind"),
+]
+
+IMAGE_SOURCES = (Mit10mSource, Ocrmt30kSource, ManifestSource)
 
 
 class CleanConfig(StrictModel):
@@ -204,6 +316,11 @@ class DataConfig(StrictModel):
     split: SplitConfig = Field(default_factory=SplitConfig, description="train/val/test split")
     render: RenderConfig = Field(default_factory=RenderConfig, description="rendering styles")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of sampling and rendering")
+    skip_bad: bool = Field(
+        False,
+        description="skip bad records (missing or corrupt image, unknown language, misaligned line files, "
+        "empty split) and count them by reason in the dataset card; false = stop at the first, naming it",
+    )
 
     @field_validator("directions")
     @classmethod
@@ -213,6 +330,18 @@ class DataConfig(StrictModel):
         if dupes:
             raise ValueError(f"duplicate directions: {', '.join(dupes)}")
         return v
+
+    def extra_columns(self) -> list[str]:
+        """Dataset columns beyond BASE_COLUMNS: the published datasets' own fields, in source order."""
+        out: dict[str, None] = {}
+        for src in self.sources:
+            if isinstance(src, Mit10mSource):
+                out.update(dict.fromkeys(MIT10M_EXTRA))
+            elif isinstance(src, Ocrmt30kSource):
+                out.update(dict.fromkeys(OCRMT30K_EXTRA))
+            elif isinstance(src, ManifestSource):
+                out.update(dict.fromkeys(src.extra_columns))
+        return list(out)
 
     @property
     def languages(self) -> list[str]:

@@ -19,7 +19,7 @@ _COLUMNS = ["id", "split", "direction", "src_lang", "tgt_lang", "script", "src_t
 
 @dataclass(frozen=True)
 class Sample:
-    """One image-translation example: the source text shown in ``image`` (PNG bytes) and its translation."""
+    """One image-translation example: the text shown in ``image`` (encoded bytes) and its translation."""
 
     id: str
     src: str
@@ -46,10 +46,11 @@ def load_samples(
     path = Path(dataset_dir) / DATASET_FILE
     if not path.is_file():
         raise DataError(f"{path}: no dataset file (is this a data artifact?)")
-    table = pq.read_table(path, columns=_COLUMNS).to_pylist()
     out: list[Sample] = []
     per_direction: dict[str, int] = {}
-    for r in table:
+    batches = pq.ParquetFile(path).iter_batches(batch_size=256, columns=_COLUMNS)
+    rows = (r for b in batches for r in b.to_pylist())
+    for r in rows:  # streamed: only the rows kept stay in memory
         if r["split"] != split:
             continue
         s = Sample(

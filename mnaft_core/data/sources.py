@@ -21,8 +21,19 @@ from babel import Locale
 from babel.messages.pofile import read_po
 
 from mnaft_core.data.clean import UnknownLanguageError, normalize_lang
-from mnaft_core.data.config import CldrSource, GettextSource, RenderedSource, Source, TableSource
-from mnaft_core.data.types import DataError, TextPair
+from mnaft_core.data.config import (
+    CldrSource,
+    GettextSource,
+    ManifestSource,
+    Mit10mSource,
+    Ocrmt30kSource,
+    RenderedSource,
+    Source,
+    TableSource,
+)
+from mnaft_core.data.images import ImageReader
+from mnaft_core.data.published import read_manifest, read_mit10m, read_ocrmt30k
+from mnaft_core.data.types import BadInput, DataError, TextPair
 
 SYSTEM_LOCALE_DIRS = (
     Path("/usr/share/locale"),
@@ -63,13 +74,15 @@ def read_table(src: TableSource) -> Iterator[TextPair]:
     for side, col, fixed in (("src", cols.src_lang, src.src_lang), ("tgt", cols.tgt_lang, src.tgt_lang)):
         if col is None and fixed is None:
             raise DataError(f"table source {src.path}: set {side}_lang or columns.{side}_lang")
-    for row in df.iter_rows(named=True):
+    first = 2 if fmt in ("tsv", "tab") else 1  # a TSV's line 1 is its header
+    for k, row in enumerate(df.iter_rows(named=True)):
         yield TextPair(
             src_lang=str(row[cols.src_lang] if cols.src_lang else src.src_lang),
             tgt_lang=str(row[cols.tgt_lang] if cols.tgt_lang else src.tgt_lang),
             src_text=_str(row[cols.src_text]),
             tgt_text=_str(row[cols.tgt_text]),
             origin="table",
+            where=f"{src.path}:{k + first}" if fmt != "parquet" else f"{src.path} row {k + 1}",
         )
 
 
@@ -265,7 +278,7 @@ def read_rendered(src: RenderedSource) -> Iterator[TextPair]:
     """Rows of an image-translation dataset; each carries its image bytes."""
     cols = src.columns
     base = src.path if src.path.is_dir() else src.path.parent
-    for table in _rendered_tables(src.path):
+    for t, table in enumerate(_rendered_tables(src.path)):
         for field, col in (
             ("image", cols.image),
             ("src_text", cols.src_text),
@@ -282,8 +295,9 @@ def read_rendered(src: RenderedSource) -> Iterator[TextPair]:
             src.tgt_lang is None and cols.tgt_lang is None
         ):
             raise DataError(f"rendered source {src.path}: set src_lang/tgt_lang or their columns")
-        for row in table.to_pylist():
+        for k, row in enumerate(table.to_pylist()):
             yield TextPair(
+                where=f"{src.path} table {t} row {k + 1}",
                 src_lang=src.src_lang or _str(row[cols.src_lang or ""]),
                 tgt_lang=src.tgt_lang or _str(row[cols.tgt_lang or ""]),
                 src_text=_str(row[cols.src_text]),
@@ -293,14 +307,28 @@ def read_rendered(src: RenderedSource) -> Iterator[TextPair]:
             )
 
 
-def read_source(src: Source, needed: LangPairs, drops: Counter[str]) -> Iterable[TextPair]:
-    """Dispatch to the reader of the source's kind."""
+def read_source(
+    src: Source,
+    needed: LangPairs,
+    drops: Counter[str],
+    bad: BadInput | None = None,
+    reader: ImageReader | None = None,
+) -> Iterable[TextPair]:
+    """Dispatch to the reader of the source's kind (``needed`` as normalised pairs)."""
+    bad = bad if bad is not None else BadInput()
+    reader = reader if reader is not None else ImageReader()
     if isinstance(src, TableSource):
         return read_table(src)
     if isinstance(src, GettextSource):
         return read_gettext(src, needed, drops)
     if isinstance(src, CldrSource):
         return read_cldr(src, needed)
+    if isinstance(src, Mit10mSource):
+        return read_mit10m(src, needed, bad, reader)
+    if isinstance(src, Ocrmt30kSource):
+        return read_ocrmt30k(src, bad, reader)
+    if isinstance(src, ManifestSource):
+        return read_manifest(src, bad, reader)
     return read_rendered(src)
 
 

@@ -109,10 +109,12 @@ def test_bad_rows_are_skipped_and_counted(tmp_path: Path) -> None:
         _row("𐀀𐀁 tablet", "Tafel"),  # Linear B: no font covers it
         _row("Close", "Schließen"),
     ]
-    b = build_dataset(_cfg(tmp_path, rows, [{"src": "en", "tgt": "de"}]), progress=False)
+    with pytest.raises(DataError, match=r"rows\.jsonl:4: unknown language tag 'xx-invalid'"):
+        build_dataset(_cfg(tmp_path, rows, [{"src": "en", "tgt": "de"}]), progress=False)
+    b = build_dataset(_cfg(tmp_path, rows, [{"src": "en", "tgt": "de"}], skip_bad=True), progress=False)
     assert sorted(b.table["src_text"].to_pylist()) == ["Close", "Open"]
     assert b.drops["empty"] == 1 and b.drops["placeholder_only"] == 1
-    assert b.drops["unknown_language"] == 1 and b.drops["no_font"] == 1
+    assert b.skipped_bad["unknown_language"] == 1 and b.drops["no_font"] == 1
 
 
 def test_corrupt_images_are_skipped(tmp_path: Path, rendered_parquet: Path) -> None:
@@ -135,8 +137,10 @@ def test_corrupt_images_are_skipped(tmp_path: Path, rendered_parquet: Path) -> N
             "split": SMALL,
         }
     )
-    b = build_dataset(cfg, progress=False)
-    assert b.drops["corrupt_image"] == 1 and b.table.num_rows == 2
+    with pytest.raises(DataError, match=r"rendered\.parquet table 0 row 2: corrupt image"):
+        build_dataset(cfg, progress=False)
+    b = build_dataset(cfg.model_copy(update={"skip_bad": True}), progress=False)
+    assert b.skipped_bad["corrupt_image"] == 1 and b.table.num_rows == 2
     assert set(b.table["font"].to_pylist()) == {""}  # carried, not re-rendered
 
 

@@ -1,0 +1,104 @@
+"""Content fingerprints of the files a data config reads, for the data artifact's key.
+
+A path in the config says where data is, not what it is: the key must change when the files do.
+Hashing every byte of a 10M-record tree would take longer than the import, so a fingerprint is, per
+file (sorted by relative path): its size, its mtime (ns), and for text/metadata and archive files a
+sha256 of their first and last MiB (which covers a zip's index with the CRC of every member); image
+files count by size and mtime only. A manifest counts as its own file plus each image it names. A
+copy of a dataset with new mtimes gets a new key (a re-import, never a stale hit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from mnaft_core.data.config import (
+    DataConfig,
+    GettextSource,
+    ManifestSource,
+    Mit10mSource,
+    Ocrmt30kSource,
+    RenderedSource,
+    Source,
+    TableSource,
+)
+
+SAMPLE_BYTES = 1 << 20
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _sample_hash(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        h.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    """size:mtime_ns[:sample sha256] of one file (no sample for image files)."""
+    st = path.stat()
+    out = f"{st.st_size}:{st.st_mtime_ns}"
+    if path.suffix.lower() not in _IMAGE_SUFFIXES:
+        out += ":" + _sample_hash(path, st.st_size)
+    return out
+
+
+def tree_fingerprint(path: Path) -> str:
+    """sha256 over (relative path, file fingerprint) of every file under ``path`` (or of the file)."""
+    h = hashlib.sha256()
+    if path.is_file():
+        h.update(file_fingerprint(path).encode())
+        return h.hexdigest()
+    if not path.is_dir():
+        return "missing"
+    files: list[str] = []
+    for dirpath, _, names in os.walk(path):
+        files += [os.path.join(dirpath, n) for n in names]
+    for f in sorted(files):
+        p = Path(f)
+        h.update(f"{p.relative_to(path).as_posix()}\0{file_fingerprint(p)}\n".encode())
+    return h.hexdigest()
+
+
+def _manifest_fingerprint(src: ManifestSource) -> str:
+    """The manifest file and (size, mtime) of every image file it names."""
+    from mnaft_core.data.published import manifest_rows
+
+    if not src.path.is_file():
+        return "missing"
+    h = hashlib.sha256(file_fingerprint(src.path).encode())
+    for _, row in manifest_rows(src):
+        rel = str(row.get(src.columns.image) or "")
+        p = Path(rel) if Path(rel).is_absolute() else src.path.parent / rel
+        try:
+            st = p.stat()
+            h.update(f"{rel}\0{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{rel}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def source_fingerprint(src: Source) -> str | None:
+    """Fingerprint of the files a source reads; None for sources without files of the user's."""
+    if isinstance(src, (TableSource, RenderedSource, Mit10mSource, Ocrmt30kSource)):
+        return tree_fingerprint(src.path)
+    if isinstance(src, ManifestSource):
+        return _manifest_fingerprint(src)
+    if isinstance(src, GettextSource) and src.location == "directory" and src.path is not None:
+        return tree_fingerprint(src.path)
+    return None
+
+
+def data_fingerprints(cfg: DataConfig) -> dict[str, str]:
+    """``{"sources[i]": fingerprint}`` for every source that reads the user's files."""
+    out = {}
+    for i, src in enumerate(cfg.sources):
+        fp = source_fingerprint(src)
+        if fp is not None:
+            out[f"sources[{i}]"] = fp
+    return out
