@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.console import print_table, setup_output
 from mnaft_core.config import DEFAULT_STORE, ConfigError, PipelineConfig, load_config, load_model
 from storage import ArtifactStore, StoreError, plan_gc, run_gc
 from storage.inspect import summarize
@@ -31,6 +32,16 @@ StoreOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config YAML")]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="keep third-party progress bars and warnings")
+    ] = False,
+) -> None:
+    """MNAFT: modality neuron-aware fine-tuning of multimodal LLMs for image translation."""
+    setup_output(verbose)
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
@@ -179,7 +190,7 @@ def run(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -
     from flows.pipeline import mnaft_flow
 
     keys = mnaft_flow(cfg)
-    console.print(_keys_table(f"{cfg.name}: store {cfg.store}", keys))
+    print_table(("stage", "artifact key"), list(keys.items()), f"{cfg.name}: store {cfg.store}", console)
     _print_report(cfg.store, keys["evaluate"])
 
 
@@ -284,13 +295,6 @@ def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
     print(json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
-def _keys_table(title: str, keys: dict[str, str]) -> Table:
-    table = Table("stage", "artifact key", title=title)
-    for stage, key in keys.items():
-        table.add_row(stage, key)
-    return table
-
-
 @app.command("profile")
 def profile(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -383,12 +387,12 @@ def evaluate(
 def _print_report(store: str, key: str) -> None:
     art = _store(store).open("evaluate", key)
     report = json.loads(art.read_bytes("report.json"))
-    table = Table("system", "direction", "seeds", "BLEU", "chrF++", title=f"evaluation {key}")
-    for row in report["aggregate"]:
-        bleu = f"{row['bleu_mean']:.2f} ± {row['bleu_std']:.2f}"
-        chrf = f"{row['chrf_mean']:.2f} ± {row['chrf_std']:.2f}"
-        table.add_row(row["system"], row["direction"], str(row["seeds"]), bleu, chrf)
-    console.print(table)
+    rows = [
+        (r["system"], r["direction"], r["seeds"], f"{r['bleu_mean']:.2f} ± {r['bleu_std']:.2f}",
+         f"{r['chrf_mean']:.2f} ± {r['chrf_std']:.2f}")
+        for r in report["aggregate"]
+    ]  # fmt: skip
+    print_table(("system", "direction", "seeds", "BLEU", "chrF++"), rows, f"evaluation {key}", console)
     console.print(f"report: {art.url('report.md')}", soft_wrap=True)
 
 
