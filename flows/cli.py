@@ -396,6 +396,26 @@ def _print_report(store: str, key: str) -> None:
     console.print(f"report: {art.url('report.md')}", soft_wrap=True)
 
 
+@app.command("report")
+def report(
+    key: Annotated[str, typer.Argument(help="evaluate artifact key or unique prefix")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, json or csv")] = "markdown",
+    table: Annotated[
+        str, typer.Option(help="the table csv prints: scores, retention, cost or significance")
+    ] = "scores",
+    store: StoreOpt = None,
+) -> None:
+    """Print an evaluation's tables from its report.json (Markdown, JSON, or one table as CSV)."""
+    from mnaft_core.evaluation.tables import ReportError, render_report
+
+    try:
+        art = _store(store).resolve(key, "evaluate")
+        data = json.loads(art.read_bytes("report.json"))
+        print(render_report(data, fmt, table, where=f"evaluate/{art.key}/report.json"))
+    except (StoreError, ReportError) as err:
+        raise _fail(str(err), 2) from err
+
+
 @app.command("translate")
 def translate(
     images: Annotated[list[Path], typer.Argument(help="image files")],
