@@ -13,6 +13,7 @@ from rich.console import Console
 from flows.console import print_table
 from mnaft_core.config import load_config
 from mnaft_core.models.loading import ASSETS
+from storage import ArtifactStore
 from tasks.data import build_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,22 @@ def test_stages_through_a_pipe_print_no_third_party_noise_and_whole_tables(tmp_p
     body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
     assert {r[0] for r in body} == {"base", "full"} and all(len(r) == 5 for r in body)
     assert all(r[1] == "en-de" and "±" in r[3] and "±" in r[4] for r in body), evaluated
+
+    # the evaluate stage's gallery: files in its artifact, and a Markdown artifact in the UI
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    eval_key = evaluated.split("evaluation ")[1].split()[0]
+    files = {f.path for f in ArtifactStore(cfg.store).open("evaluate", eval_key).manifest.files}
+    assert {"gallery.html", "gallery.md", "gallery_en-de.png"} <= files
+    with get_client(sync_client=True) as client:
+        (art, *_) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["evaluation-gallery"])),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+    assert "| case | source | reference | base | full |" in str(art.data)
+    assert "![gallery_en-de.png](data:image/png;base64," in str(art.data)  # no store server: inline
 
 
 def test_terminal_tables_wrap_instead_of_cutting(capsys: pytest.CaptureFixture[str]) -> None:
