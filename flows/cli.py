@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -429,8 +430,21 @@ def translate(
     batch_size: int = 8,
     max_new_tokens: int = 64,
     device: str = "auto",
+    render: Annotated[
+        Path | None,
+        typer.Option(
+            "--render",
+            help="write IMAGE with each detected text box replaced by its translation (one IMAGE only)",
+        ),
+    ] = None,
 ) -> None:
-    """Translate the text shown in images; unreadable files are reported and skipped."""
+    """Translate the text shown in images; unreadable files are reported and skipped.
+
+    With --render OUT.png the text boxes are found by the cascade's detector (rapidocr), each box is
+    translated by the model, and the translations are drawn over the boxes into OUT.png.
+    """
+    if render is not None and len(images) != 1:
+        raise _fail(f"--render {render}: takes exactly one IMAGE, got {len(images)}", 2)
     from PIL import Image, UnidentifiedImageError
 
     from mnaft_core.models.config import ModelConfig
@@ -448,6 +462,9 @@ def translate(
         loaded = load_mllm(ModelConfig(name_or_path=path, device=device))
     except ModelLoadError as err:
         raise _fail(str(err), 2) from err
+    if render is not None:
+        _render(images[0], render, loaded, source, to, as_json, max_new_tokens, batch_size)
+        return
     good: list[tuple[Path, Example]] = []
     failed = 0
     for img_path in images:
@@ -468,6 +485,43 @@ def translate(
             print(f"{img_path}\t{text}")
     if failed:
         raise typer.Exit(1)
+
+
+def _render(
+    image: Path, out: Path, loaded: Any, source: str, to: str, as_json: bool, max_new_tokens: int,
+    batch_size: int,
+) -> None:  # fmt: skip
+    from PIL import Image, UnidentifiedImageError
+
+    from mnaft_core.evaluation.ocr import OcrConfig, OcrError, make_ocr
+    from mnaft_core.models.prompts import Example, generate
+    from mnaft_core.viz.overlay import translate_image
+
+    try:
+        with Image.open(image) as im:
+            picture = im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise _fail(f"{image}: cannot read image ({err})") from err
+    try:
+        engine = make_ocr(OcrConfig())
+    except OcrError as err:
+        raise _fail(str(err)) from err
+
+    def translate(crops: Sequence[Any], texts: Sequence[str]) -> list[str]:
+        examples = [Example("translate_image", source, to, image=c) for c in crops]
+        return generate(loaded.model, loaded.processor, examples, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size)  # fmt: skip
+
+    rendered, regions = translate_image(picture, engine, translate, to)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rendered.save(out)
+    for r in regions:
+        if as_json:
+            print(json.dumps({"image": str(image), "box": list(r.box), "text": r.text, "to": to,
+                              "translation": r.translation}, ensure_ascii=False))  # fmt: skip
+        else:
+            print(f"{image}\t{','.join(map(str, r.box))}\t{r.text}\t{r.translation}")
+    err_console.print(f"{len(regions)} text boxes translated into {out}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # python -m flows.cli, as the console script `mnaft`
