@@ -37,7 +37,15 @@ def profile_checkpoint_flow(
     data_key: str | None = None,
     store: str = DEFAULT_STORE,
 ) -> dict[str, str]:
-    """Profile one checkpoint (folder or URL), select its mask, and report drift from the previous mask."""
+    """Profile one checkpoint (folder or URL), select its mask, and report drift from the previous mask.
+
+    Args:
+        checkpoint: the checkpoint's folder or URL (the mnaft.checkpoint.created event's mnaft.path)
+        profile: the profile stage's settings
+        select: the select stage's settings (its method names the previous mask compared against)
+        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+    """
     from flows.stages import newest
 
     data_key = newest(store, "data", data_key)
@@ -59,7 +67,15 @@ def scan_checkpoints_flow(
     data_key: str | None = None,
     store: str = DEFAULT_STORE,
 ) -> list[str]:
-    """Profile every checkpoint under ``location`` that has no profile yet; returns those profiled."""
+    """Profile every checkpoint under ``location`` that has no profile yet; returns those profiled.
+
+    Args:
+        location: folder or object-store prefix holding checkpoints (save_pretrained folders)
+        profile: the profile stage's settings
+        select: the select stage's settings
+        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+    """
     from flows.stages import newest
 
     data = newest(store, "data", data_key)

@@ -37,7 +37,12 @@ def newest(store: str, stage: str, given: str | None) -> str:
 
 @flow(name="data", log_prints=True)
 def data_flow(config: DataConfig, store: str = DEFAULT_STORE) -> str:
-    """Render or load the image-translation dataset; returns the dataset artifact key."""
+    """Render or load the image-translation dataset; returns the dataset artifact key.
+
+    Args:
+        config: the data stage: sources, cleaning, split and rendering
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+    """
     return data_task(config, store)
 
 
@@ -53,6 +58,13 @@ def profile_flow(
 
     ``parts > 1`` splits the shards over that many `profile-part` flow runs first (deployed: each on a
     worker of its pool, all at once; not deployed: one after another), then publishes the whole.
+
+    Args:
+        model: the model to profile (hub id, folder, or embedded:organism) and how to load it
+        config: the profile stage: samples, batches, statistics
+        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        parts: number of profile-part flow runs to split the shards over (1 = profile here)
     """
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
@@ -66,7 +78,16 @@ def profile_flow(
 def profile_part_flow(
     model: ModelConfig, config: ProfileConfig, data_key: str, store: str, part: int, parts: int
 ) -> list[int]:
-    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store."""
+    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store.
+
+    Args:
+        model: the model being profiled
+        config: the profile stage's settings (the same for every part)
+        data_key: dataset artifact key
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        part: this part's index, 0 to parts - 1
+        parts: how many parts the shards are split over
+    """
     return profile_part_task(model, config, data_key, store, part, parts)
 
 
@@ -101,7 +122,13 @@ def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: 
 
 @flow(name="select", log_prints=True)
 def select_flow(config: SelectConfig, profile_key: str | None = None, store: str = DEFAULT_STORE) -> str:
-    """Neuron tables and the mask from a profile (newest unless ``profile_key`` is given)."""
+    """Neuron tables and the mask from a profile (newest unless ``profile_key`` is given).
+
+    Args:
+        config: the select stage: selector, thresholds, layers, modules
+        profile_key: profile artifact key or unique prefix (empty: the newest profile)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+    """
     return select_task(config, newest(store, "profile", profile_key), store)
 
 
@@ -114,7 +141,16 @@ def finetune_flow(
     store: str = DEFAULT_STORE,
     max_train: int = 0,
 ) -> str:
-    """Train one method; mnaft uses ``mask_key`` or the newest mask."""
+    """Train one method; mnaft uses ``mask_key`` or the newest mask.
+
+    Args:
+        model: the base model to fine-tune and how to load it
+        config: the training run: method, steps, batch, learning rate, seed
+        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
+        mask_key: select (mask) artifact key for method mnaft (empty: the newest mask)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        max_train: training samples per direction (0 = all of the train split)
+    """
     mask = newest(store, "select", mask_key) if config.method == "mnaft" else None
     return finetune_task(model, config, newest(store, "data", data_key), mask, store, max_train)
 
@@ -127,13 +163,27 @@ def evaluate_flow(
     data_key: str | None = None,
     store: str = DEFAULT_STORE,
 ) -> str:
-    """Evaluate the base model, the cascades and the given fine-tuned checkpoints (system -> seed -> key)."""
+    """Evaluate the base model, the cascades and the given fine-tuned checkpoints (system -> seed -> key).
+
+    Args:
+        model: the base model (also the architecture of every checkpoint)
+        config: the evaluate stage: split, samples, decoding, cascade, significance
+        checkpoints: fine-tuned checkpoints to score, as system name -> seed -> finetune artifact key
+        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+    """
     return evaluate_task(model, config, newest(store, "data", data_key), checkpoints, store)
 
 
 @flow(name="bootstrap", log_prints=True)
 def bootstrap_flow(config: BootstrapConfig, store: str = DEFAULT_STORE, install: bool = True) -> str:
-    """Build the embedded organisms from their data (cached in the store); install them under assets/."""
+    """Build the embedded organisms from their data (cached in the store); install them under assets/.
+
+    Args:
+        config: the organism recipe: data, model sizes, training stages
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        install: copy the result over assets/organism and assets/nllb-organism
+    """
     key = bootstrap_task(config, data_task(config.data, store), store)
     if install:
         for path in install_organism(store, key):
