@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.console import print_table, setup_output
 from mnaft_core.config import DEFAULT_STORE, ConfigError, PipelineConfig, load_config, load_model
 from storage import ArtifactStore, StoreError, plan_gc, run_gc
 from storage.inspect import summarize
@@ -31,6 +33,16 @@ StoreOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config YAML")]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="keep third-party progress bars and warnings")
+    ] = False,
+) -> None:
+    """MNAFT: modality neuron-aware fine-tuning of multimodal LLMs for image translation."""
+    setup_output(verbose)
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
@@ -183,7 +195,7 @@ def run(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -
     from flows.pipeline import mnaft_flow
 
     keys = mnaft_flow(cfg)
-    console.print(_keys_table(f"{cfg.name}: store {cfg.store}", keys))
+    print_table(("stage", "artifact key"), list(keys.items()), f"{cfg.name}: store {cfg.store}", console)
     _print_report(cfg.store, keys["evaluate"])
 
 
@@ -288,13 +300,6 @@ def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
     print(json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
-def _keys_table(title: str, keys: dict[str, str]) -> Table:
-    table = Table("stage", "artifact key", title=title)
-    for stage, key in keys.items():
-        table.add_row(stage, key)
-    return table
-
-
 @app.command("profile")
 def profile(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -397,13 +402,33 @@ def evaluate(
 def _print_report(store: str, key: str) -> None:
     art = _store(store).open("evaluate", key)
     report = json.loads(art.read_bytes("report.json"))
-    table = Table("system", "direction", "seeds", "BLEU", "chrF++", title=f"evaluation {key}")
-    for row in report["aggregate"]:
-        bleu = f"{row['bleu_mean']:.2f} ± {row['bleu_std']:.2f}"
-        chrf = f"{row['chrf_mean']:.2f} ± {row['chrf_std']:.2f}"
-        table.add_row(row["system"], row["direction"], str(row["seeds"]), bleu, chrf)
-    console.print(table)
+    rows = [
+        (r["system"], r["direction"], r["seeds"], f"{r['bleu_mean']:.2f} ± {r['bleu_std']:.2f}",
+         f"{r['chrf_mean']:.2f} ± {r['chrf_std']:.2f}")
+        for r in report["aggregate"]
+    ]  # fmt: skip
+    print_table(("system", "direction", "seeds", "BLEU", "chrF++"), rows, f"evaluation {key}", console)
     console.print(f"report: {art.url('report.md')}", soft_wrap=True)
+
+
+@app.command("report")
+def report(
+    key: Annotated[str, typer.Argument(help="evaluate artifact key or unique prefix")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, json or csv")] = "markdown",
+    table: Annotated[
+        str, typer.Option(help="the table csv prints: scores, retention, cost or significance")
+    ] = "scores",
+    store: StoreOpt = None,
+) -> None:
+    """Print an evaluation's tables from its report.json (Markdown, JSON, or one table as CSV)."""
+    from mnaft_core.evaluation.tables import ReportError, render_report
+
+    try:
+        art = _store(store).resolve(key, "evaluate")
+        data = json.loads(art.read_bytes("report.json"))
+        print(render_report(data, fmt, table, where=f"evaluate/{art.key}/report.json"))
+    except (StoreError, ReportError) as err:
+        raise _fail(str(err), 2) from err
 
 
 @app.command("translate")
@@ -422,8 +447,21 @@ def translate(
     system: Annotated[
         str, typer.Option(help="direct (the model translates the image) or read+translate (needs --from)")
     ] = "direct",
+    render: Annotated[
+        Path | None,
+        typer.Option(
+            "--render",
+            help="write IMAGE with each detected text box replaced by its translation (one IMAGE only)",
+        ),
+    ] = None,
 ) -> None:
-    """Translate the text shown in images; unreadable files are reported and skipped."""
+    """Translate the text shown in images; unreadable files are reported and skipped.
+
+    With --render OUT.png the text boxes are found by the cascade's detector (rapidocr), each box is
+    translated by the model, and the translations are drawn over the boxes into OUT.png.
+    """
+    if render is not None and len(images) != 1:
+        raise _fail(f"--render {render}: takes exactly one IMAGE, got {len(images)}", 2)
     from PIL import Image, UnidentifiedImageError
 
     from mnaft_core.evaluation.systems import Generation, ImageInput, MllmDirect, ReadThenTranslate
@@ -449,6 +487,9 @@ def translate(
     gen = Generation(max_new_tokens=max_new_tokens, batch_size=batch_size)
     kind = MllmDirect if system == "direct" else ReadThenTranslate
     translator = kind(system, loaded.model, loaded.processor, gen)
+    if render is not None:
+        _render(images[0], render, translator, source, to, as_json)
+        return
     good: list[tuple[Path, ImageInput]] = []
     failed = 0
     for img_path in images:
@@ -468,6 +509,38 @@ def translate(
             print(f"{img_path}\t{text}")
     if failed:
         raise typer.Exit(1)
+
+
+def _render(image: Path, out: Path, translator: Any, source: str, to: str, as_json: bool) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    from mnaft_core.evaluation.ocr import OcrConfig, OcrError, make_ocr
+    from mnaft_core.evaluation.systems import ImageInput
+    from mnaft_core.viz.overlay import translate_image
+
+    try:
+        with Image.open(image) as im:
+            picture = im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise _fail(f"{image}: cannot read image ({err})") from err
+    try:
+        engine = make_ocr(OcrConfig())
+    except OcrError as err:
+        raise _fail(str(err)) from err
+
+    def translate(crops: Sequence[Any], texts: Sequence[str]) -> list[str]:
+        return list(translator.translate([ImageInput(c, source, to) for c in crops]).hypotheses)
+
+    rendered, regions = translate_image(picture, engine, translate, to)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rendered.save(out)
+    for r in regions:
+        if as_json:
+            print(json.dumps({"image": str(image), "box": list(r.box), "text": r.text, "to": to,
+                              "translation": r.translation}, ensure_ascii=False))  # fmt: skip
+        else:
+            print(f"{image}\t{','.join(map(str, r.box))}\t{r.text}\t{r.translation}")
+    err_console.print(f"{len(regions)} text boxes translated into {out}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # python -m flows.cli, as the console script `mnaft`

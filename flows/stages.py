@@ -38,6 +38,11 @@ def data_flow(config: DataConfig, store: str = DEFAULT_STORE, parts: int = 1) ->
 
     ``parts > 1`` imports the images in that many `data-part` flow runs first (deployed: all at once,
     each on a worker; not deployed: one after another); the same dataset as one part.
+
+    Args:
+        config: the data stage: sources, cleaning, split and rendering
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        parts: import the images in this many parts (data-part flow runs)
     """
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
@@ -86,6 +91,13 @@ def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int
 
     ``parts > 1`` splits the shards over that many `profile-part` flow runs first (deployed: each on a
     worker of its pool, all at once; not deployed: one after another), then publishes the whole.
+
+    Args:
+        model: the model to profile (hub id, folder, or embedded:organism) and how to load it
+        config: the profile stage: samples, batches, statistics
+        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        parts: number of profile-part flow runs to split the shards over (1 = profile here)
     """
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
@@ -99,7 +111,16 @@ def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int
 def profile_part_flow(
     model: ModelConfig, config: ProfileConfig, data_key: str, store: str, part: int, parts: int
 ) -> list[int]:
-    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store."""
+    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store.
+
+    Args:
+        model: the model being profiled
+        config: the profile stage's settings (the same for every part)
+        data_key: dataset artifact key
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        part: this part's index, 0 to parts - 1
+        parts: how many parts the shards are split over
+    """
     return profile_part_task(model, config, data_key, store, part, parts)
 
 
@@ -135,7 +156,13 @@ def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: 
 @flow(name="select", log_prints=True)
 def select_flow(config: PipelineConfig, method: str | None = None, profile_key: str | None = None) -> str:
     """Neuron tables and the mask of selector ``method`` (default: the select section's) from the
-    config's profile (or ``profile_key``)."""
+    config's profile (or ``profile_key``).
+
+    Args:
+        config: the pipeline whose model, dataset, profile and select settings are used
+        method: selector name (empty: the select section's method)
+        profile_key: profile artifact key or unique prefix (empty: the profile the config makes)
+    """
     select = selector_config(config.select, method) if method else config.select
     return select_task(select, resolve_profile(config, profile_key), config.store)
 
@@ -149,7 +176,15 @@ def finetune_flow(
     mask_key: str | None = None,
 ) -> str:
     """Train one system of the suite (or a method / selector by name) with one seed, on the config's
-    dataset and, for a mask-based system, on its selector's mask for the config's model."""
+    dataset and, for a mask-based system, on its selector's mask for the config's model.
+
+    Args:
+        config: the pipeline whose model, dataset, mask and finetune settings are used
+        system: system of the finetune suite, or a method / selector name
+        seed: the run's seed
+        data_key: dataset artifact key or unique prefix (empty: the dataset the config builds)
+        mask_key: select (mask) artifact key for a mask-based system (empty: the config's mask)
+    """
     suite = config.finetune
     spec = suite.system(system)
     data = resolve_data(config, data_key)
@@ -165,7 +200,13 @@ def evaluate_flow(
     data_key: str | None = None,
 ) -> str:
     """Evaluate the base model, the cascades and fine-tuned checkpoints: ``checkpoints`` (system ->
-    finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite."""
+    finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite.
+
+    Args:
+        config: the pipeline whose model, dataset and evaluate settings are used
+        checkpoints: system name -> finetune artifact keys (empty: every system and seed of the suite)
+        data_key: dataset artifact key or unique prefix (empty: the dataset the config builds)
+    """
     found = resolve_checkpoints(config, checkpoints)
     data = resolve_data(config, data_key)
     return evaluate_task(config.model, config.evaluate, data, found, config.store)
@@ -173,7 +214,13 @@ def evaluate_flow(
 
 @flow(name="bootstrap", log_prints=True)
 def bootstrap_flow(config: BootstrapConfig, store: str = DEFAULT_STORE, install: bool = True) -> str:
-    """Build the embedded organisms from their data (cached in the store); install them under assets/."""
+    """Build the embedded organisms from their data (cached in the store); install them under assets/.
+
+    Args:
+        config: the organism recipe: data, model sizes, training stages
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        install: copy the result over assets/organism and assets/nllb-organism
+    """
     key = bootstrap_task(config, data_task(config.data, store), store)
     if install:
         for path in install_organism(store, key):

@@ -59,7 +59,9 @@ class FinetuneSuite(StrictModel):
 
     settings: FinetuneConfig = Field(default_factory=FinetuneConfig, description="shared by every system")
     systems: list[SystemSpec] = Field(
-        default_factory=lambda: [SystemSpec(name="mnaft", method="mnaft")], min_length=1
+        default_factory=lambda: [SystemSpec(name="mnaft", method="mnaft")],
+        min_length=1,
+        description="the systems compared: each a name, a training method and its overrides",
     )
     seeds: list[int] = Field([0], min_length=1, description="one training run per system and seed")
     max_train_per_direction: int = Field(0, ge=0, description="cap on training samples (0 = all)")

@@ -11,7 +11,7 @@ import base64
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -36,6 +36,17 @@ from storage.keys import import_closure
 LIBRARY = ("mnaft_core",)
 
 INLINE_MAX_BYTES = 512 * 1024  # without an http store URL, pictures up to this size go inline
+
+# A local display of each stage's progress (the CLI's rich bar), set by the front end; None = only the
+# Prefect progress artifact.
+ProgressDisplay = Callable[[str, str], AbstractContextManager[ProgressFn]]
+_display: ProgressDisplay | None = None
+
+
+def set_progress_display(display: ProgressDisplay | None) -> None:
+    """Show every stage's progress through ``display(stage, what)`` as well (``None``: stop)."""
+    global _display
+    _display = display
 
 
 def stage_code(module: str) -> str:
@@ -148,12 +159,16 @@ def stage_progress(stage: str, key: str, what: str, every_s: float = 2.0) -> Ite
     made = create_progress_artifact(0.0, key=artifact_key(f"{stage}-progress"), description=f"{what} `{key}`")
     art_id = cast(UUID, made)  # called from sync code: the sync variant returns the id
     last = time.monotonic()
+    display = _display(stage, f"{what} {key}") if _display is not None else nullcontext(None)
+    with display as local:
 
-    def report(done: int, total: int) -> None:
-        nonlocal last
-        if time.monotonic() - last >= every_s:
-            update_progress_artifact(art_id, min(100.0, 100.0 * done / max(total, 1)))
-            last = time.monotonic()
+        def report(done: int, total: int) -> None:
+            nonlocal last
+            if local is not None:
+                local(done, total)
+            if time.monotonic() - last >= every_s:
+                update_progress_artifact(art_id, min(100.0, 100.0 * done / max(total, 1)))
+                last = time.monotonic()
 
-    yield report
+        yield report
     update_progress_artifact(art_id, 100.0)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mnaft_core._base import ProgressFn
 from mnaft_core.data.dataset import load_samples
+from mnaft_core.evaluation.gallery import write_gallery
 from mnaft_core.evaluation.run import Candidate, evaluate
 from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.training.finetune import MODEL_DIR
 from storage import ArtifactStore
+from storage.http import http_base, public_url
 from tasks._stage import (
+    INLINE_MAX_BYTES,
     model_input,
     publish,
     stage_key,
@@ -65,7 +70,9 @@ def build_evaluate(
                 candidates.append(
                     Candidate(system, int(seed), art.local_path(MODEL_DIR), art.manifest.metrics)
                 )
-        return evaluate(model, candidates, samples, cfg, out, on_progress=on_progress)
+        metrics = evaluate(model, candidates, samples, cfg, out, on_progress=on_progress)
+        write_gallery(pl.read_parquet(out / "outputs.parquet"), {s.id: s.pil() for s in samples}, out)
+        return metrics
 
     key = evaluate_key(model, cfg, data_key, checkpoints)
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"),
@@ -91,4 +98,23 @@ def evaluate_task(
         markdown=with_pictures(art.read_bytes("report.md").decode(), store, STAGE, key),
         description=key,
     )
+    create_markdown_artifact(key="evaluation-gallery", markdown=gallery_markdown(store, key), description=key)
     return key
+
+
+def gallery_markdown(store: str, key: str) -> str:
+    """The gallery's tables, its contact sheets, and where its HTML page is (the UI cannot embed it)."""
+    art = ArtifactStore(store).open(STAGE, key)
+    base = http_base()
+    page = public_url(STAGE, key, "gallery.html", base) if base else None
+    lines = [art.read_bytes("gallery.md").decode().rstrip(), ""]
+    lines.append(
+        f"[the gallery with its images (HTML)]({page})" if page else f"HTML: `{art.url('gallery.html')}`"
+    )
+    for entry in art.manifest.files:
+        if entry.path.startswith("gallery_") and entry.path.endswith(".png"):
+            url = public_url(STAGE, key, entry.path, base) if base else None
+            if url is None and entry.size <= INLINE_MAX_BYTES:
+                url = "data:image/png;base64," + base64.b64encode(art.read_bytes(entry.path)).decode()
+            lines.append(f"![{entry.path}]({url})" if url else f"`{art.url(entry.path)}`")
+    return "\n\n".join(lines)

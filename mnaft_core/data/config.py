@@ -43,7 +43,7 @@ class TableColumns(StrictModel):
 class TableSource(StrictModel):
     """Parallel text in a TSV, JSONL or Parquet file."""
 
-    kind: Literal["table"] = "table"
+    kind: Literal["table"] = Field("table", description="source type")
     path: Path = Field(description="file to read (.tsv, .jsonl or .parquet)")
     format: Literal["auto", "tsv", "jsonl", "parquet"] = Field(
         "auto", description="file format; auto = by suffix"
@@ -56,7 +56,7 @@ class TableSource(StrictModel):
 class GettextSource(StrictModel):
     """Human translations of software messages from gettext catalogs (msgid is English)."""
 
-    kind: Literal["gettext"] = "gettext"
+    kind: Literal["gettext"] = Field("gettext", description="source type")
     location: Literal["system", "packages", "directory"] = Field(
         "system",
         description="system: the OS locale directory; packages: catalogs inside installed Python packages; "
@@ -82,7 +82,7 @@ CldrCategory = Literal["territories", "languages", "currencies", "units", "month
 class CldrSource(StrictModel):
     """CLDR display names (through babel): short, real, aligned strings for every locale."""
 
-    kind: Literal["cldr"] = "cldr"
+    kind: Literal["cldr"] = Field("cldr", description="source type")
     categories: tuple[CldrCategory, ...] = Field(
         ("territories", "languages", "currencies", "units", "months", "days"),
         description="which CLDR name tables to pair up",
@@ -102,7 +102,7 @@ class RenderedColumns(StrictModel):
 class RenderedSource(StrictModel):
     """An image-translation dataset on disk (Parquet file/folder or a `datasets` save_to_disk folder)."""
 
-    kind: Literal["rendered"] = "rendered"
+    kind: Literal["rendered"] = Field("rendered", description="source type")
     path: Path = Field(description="Parquet file, folder of Parquet files, or datasets folder")
     columns: RenderedColumns = Field(default_factory=RenderedColumns, description="column mapping")
     src_lang: LangTag | None = Field(None, description="source language when the data has no column for it")

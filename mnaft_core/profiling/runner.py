@@ -53,7 +53,7 @@ class ProfileConfig(StrictModel):
     activation: Literal["act", "product"] = Field(
         "act", description="act = activation-function output (LAPE); product = gated product fed to down"
     )
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="samples per forward pass")
     shard_size: int = Field(64, ge=1, description="samples per shard (the unit of resume and of workers)")
     chunk_tokens: int = Field(
         2048,

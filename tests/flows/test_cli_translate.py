@@ -33,3 +33,27 @@ def test_translate_names_an_unknown_model(tmp_path: Path) -> None:
                                    str(tmp_path / "store")])  # fmt: skip
     assert res.exit_code == 2
     assert "--model 'deadbeef'" in res.stderr
+
+
+def test_translate_render_draws_into_a_copy_of_the_image(tmp_path: Path) -> None:
+    from PIL import ImageDraw
+
+    from mnaft_core.viz.text import font_for
+
+    model = save_tiny("qwen2-vl", tmp_path / "m")
+    img = tmp_path / "sign.png"
+    pic = Image.new("RGB", (240, 60), "white")
+    ImageDraw.Draw(pic).text((10, 10), "Open file", fill="black", font=font_for("Open file", "en", 30))
+    pic.save(img)
+    out = tmp_path / "out" / "sign.de.png"
+    args = ["translate", str(img), "--to", "de", "--from", "en", "--model", str(model), "--render", str(out)]
+    res = CliRunner().invoke(app, [*args, "--json", "--max-new-tokens", "3", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    (line,) = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert line["text"].lower().replace(" ", "") == "openfile" and isinstance(line["translation"], str)
+    x0, y0, x1, y1 = line["box"]
+    assert x0 < 20 and x1 > 100 and y0 < 20 and y1 > 30  # the box is around the sign's text
+    rendered = Image.open(out)
+    assert rendered.size == pic.size and rendered.tobytes() != pic.tobytes()
+    two = CliRunner().invoke(app, [*args, str(img)])
+    assert two.exit_code == 2 and "takes exactly one IMAGE" in two.stderr

@@ -1,0 +1,172 @@
+"""The result tables of README.md and BENCHMARKS.md, generated from committed result files.
+
+    python -m docs.tables           # rewrite every generated table in place
+    python -m docs.tables --check   # exit 1 and name the table if any differs (tests run this)
+
+A generated table sits between two markers; what is between them is replaced on every run:
+
+    <!-- table: KIND FILE [NAME] -->
+    ...
+    <!-- /table -->
+
+KIND says how FILE (a path from the repository root) becomes a table:
+
+- ``chrf``: an evaluation result (``docs/results/*.json``: report.json's ``aggregate`` rows plus
+  ``date``, ``machine``, ``labels``) as systems x directions chrF++;
+- ``retention``: the same file's ``retention`` and ``cost`` rows;
+- ``organism``: the organism's ``manifest.json`` against its targets;
+- ``bench``: table NAME of a benchmark result (``bench/results/*.json``: ``columns`` of ``{label,
+  cell}`` templates over ``rows``).
+
+Each table ends with a line naming its file, date and machine. Result files are written from a run's
+output (``mnaft report KEY --format json``, a bench's printout) and committed; never edit a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnaft_core.evaluation.tables import Table, chrf_pivot, markdown, template_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "BENCHMARKS.md")
+MARKER = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+class TableError(ValueError):
+    """A marker or result file the generator cannot use; the message names the document and file."""
+
+
+def _load(path: str) -> dict[str, Any]:
+    file = ROOT / path
+    if not file.is_file():
+        raise TableError(f"result file {path} does not exist")
+    data: dict[str, Any] = json.loads(file.read_text())
+    return data
+
+
+def _source(path: str, data: dict[str, Any]) -> str:
+    when = f"{data['date']}, {data['machine']}" if "date" in data else data.get("machine", "")
+    return f"_Source: [`{path}`]({path}) ({when})._"
+
+
+def _params(n: float | None) -> str:
+    if n is None:
+        return ""
+    return f"{n / 1e6:.2g}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
+
+
+def _chrf(path: str, data: dict[str, Any]) -> str:
+    table = chrf_pivot(data["aggregate"], data.get("labels"), data.get("bold_best_of", ()))
+    notes = [f"chrF++ on {data['samples_per_direction']} test strings per direction"]
+    if any(r.get("seeds", 1) > 1 and r.get("chrf_std") is not None for r in data["aggregate"]):
+        notes.append("mean ± std over seeds for fine-tuned systems")
+    elif any(r.get("seeds", 1) > 1 for r in data["aggregate"]):
+        notes.append("means over seeds (spread not recorded)")
+    if "ocr_cer" in data:
+        notes.append(f"OCR CER of the cascade {data['ocr_cer']:.2f}")
+    if "wall_time" in data:
+        notes.append(f"wall time {data['wall_time']}")
+    return f"{markdown(table)}\n\n{'; '.join(notes)}. {_source(path, data)}"
+
+
+def _retention(path: str, data: dict[str, Any]) -> str:
+    cost = {c["system"]: c for c in data.get("cost", [])}
+    labels = data.get("labels", {})
+    rows = []
+    for r in data["retention"]:
+        c = cost.get(r["system"], {})
+        opt = c.get("optimizer_state_bytes")
+        secs = c.get("train_seconds_mean")
+        rows.append([labels.get(r["system"], r["system"]), f"{r['reading_cer']:.3f}", f"{r['text_chrf']:.1f}",
+                     _params(c.get("trainable_params")), "" if opt is None else f"{opt / 1e6:.2g} MB",
+                     "" if secs is None else f"{secs:.1f}"])  # fmt: skip
+    cols = ["system", "reading CER", "text chrF++", "trainable parameters", "optimizer state",
+            "training time per run (s)"]  # fmt: skip
+    table: Table = (cols, rows)
+    return f"{markdown(table)}\n\n{_source(path, data)}"
+
+
+def _organism(path: str, data: dict[str, Any]) -> str:
+    o = data["metrics"]["overall"]
+    cer_ok = o["reading_cer"] <= 0.10
+    text_ok = o["text_chrf"] >= 40
+    rows = [
+        ["MLLM reading CER", f"{o['reading_cer']:.3f} ({o['reading_exact']:.0%} of strings exact)",
+         f"<= 0.10: {'met' if cer_ok else '**missed**'}"],
+        ["MLLM text translation chrF++", f"{o['text_chrf']:.1f}",
+         f"aim >= 40: {'met' if text_ok else '**missed**'}"],
+        ["zero-shot image translation chrF++ vs its own read-then-translate cascade",
+         f"{o['zero_shot_image_chrf']:.1f} vs {o['own_cascade_chrf']:.1f}", f"a gap: {o['gap_chrf']:.1f}"],
+        ["NLLB-architecture MT organism chrF++", f"{o['nllb_organism_text_chrf']:.1f}", ""],
+    ]  # fmt: skip
+    m = data.get("machine", {})
+    where = f"; {m['threads']} CPU threads, torch {m['torch']}" if {"threads", "torch"} <= m.keys() else ""
+    note = f"_Source: [`{path}`]({path}) ({data['metrics']['test_examples']} held-out test examples{where})._"
+    return f"{markdown((['measure', 'value', 'target'], rows))}\n\n{note}"
+
+
+def _bench(path: str, data: dict[str, Any], name: str) -> str:
+    tables = data.get("tables", {})
+    if name not in tables:
+        raise TableError(f"{path}: no table {name!r} (tables: {', '.join(tables) or 'none'})")
+    t = tables[name]
+    return f"{markdown(template_table(t['columns'], t['rows']))}\n\n{_source(path, data)}"
+
+
+def render_spec(spec: str) -> str:
+    kind, path, *rest = spec.split()
+    data = _load(path)
+    if kind == "chrf":
+        return _chrf(path, data)
+    if kind == "retention":
+        return _retention(path, data)
+    if kind == "organism":
+        return _organism(path, data)
+    if kind == "bench" and len(rest) == 1:
+        return _bench(path, data, rest[0])
+    raise TableError(f"marker {spec!r}: expected 'chrf|retention|organism FILE' or 'bench FILE NAME'")
+
+
+def render(text: str, doc: str = "document") -> str:
+    """``text`` with every marked table regenerated."""
+
+    def one(m: re.Match[str]) -> str:
+        try:
+            body = render_spec(m["spec"])
+        except (TableError, KeyError, ValueError) as err:
+            raise TableError(f"{doc}: table {m['spec']!r}: {err}") from err
+        return f"{m[1]}{body}\n{m[4]}"
+
+    return MARKER.sub(one, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m docs.tables", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report tables that differ")
+    args = parser.parse_args(argv)
+    stale = []
+    for doc in DOCS:
+        path = ROOT / doc
+        old = path.read_text()
+        new = render(old, doc)
+        if new != old:
+            stale.append(doc)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"generated tables differ from their result files in: {', '.join(stale)}; "
+              "run `python -m docs.tables`", file=sys.stderr)  # fmt: skip
+        return 1
+    for doc in stale:
+        print(f"rewrote {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

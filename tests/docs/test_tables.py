@@ -1,0 +1,53 @@
+"""The docs' result tables are what the generator makes of the committed result files, nothing typed."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from docs import tables
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("doc", tables.DOCS)
+def test_every_docs_table_is_generated_from_its_committed_file(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    assert tables.MARKER.search(text), f"{doc} has no generated table"
+    assert tables.render(text, doc) == text, f"{doc} differs from its result files: python -m docs.tables"
+
+
+def test_no_results_table_outside_the_markers() -> None:
+    """A Markdown table in the results sections that no marker covers was typed by hand."""
+    for doc, start in (("README.md", "## Results of `make demo`"), ("BENCHMARKS.md", "# Benchmarks")):
+        text = (ROOT / doc).read_text()
+        section = text[text.index(start) :]
+        section = section[: section.index("\n## The model organism")] if doc == "README.md" else section
+        bare = tables.MARKER.sub("", section)
+        assert not re.search(r"^\| .* \|$", bare, re.M), f"{doc}: a table outside the generated markers"
+
+
+def test_a_changed_result_file_makes_the_check_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    src = ROOT / "bench/results/generation-2026-11-23.json"
+    data = json.loads(src.read_text())
+    (tmp_path / "bench/results/generation-2026-11-23.json").write_text(json.dumps(data))
+    marker = "<!-- table: bench bench/results/generation-2026-11-23.json main -->\n"
+    doc = marker + "<!-- /table -->\n"
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "DOCS", ("B.md",))
+    (tmp_path / "B.md").write_text(doc)
+    assert tables.main([]) == 0 and "| 56.1 |" in (tmp_path / "B.md").read_text()
+    assert tables.main(["--check"]) == 0
+    data["tables"]["main"]["rows"][0]["samples_per_s"] = 57.3  # a new measurement, file committed
+    (tmp_path / "bench/results/generation-2026-11-23.json").write_text(json.dumps(data))
+    assert tables.main(["--check"]) == 1  # the doc still shows the old figure
+    assert tables.main([]) == 0 and "| 57.3 |" in (tmp_path / "B.md").read_text()
+
+
+def test_a_bad_marker_names_the_document_and_file() -> None:
+    with pytest.raises(tables.TableError, match=r"X.md: table 'bench bench/results/nope.json main'.*nope"):
+        tables.render("<!-- table: bench bench/results/nope.json main -->\n<!-- /table -->\n", "X.md")
