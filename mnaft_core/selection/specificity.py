@@ -203,8 +203,11 @@ def permutation_test(
         inside = (keep_idx >= cols.start) & (keep_idx < cols.stop)
         if inside.any():
             kept[:, inside] = null[:draws, keep_idx[inside] - cols.start]
-    _, per_direction = np.unique(counts.labels, return_counts=True)
-    arrangements = (math.lgamma(n_units + 1) - sum(math.lgamma(c + 1) for c in per_direction)) / math.log(10)
+    # labellings that can differ: by source language alone where no token carries the target's
+    src_k, tgt_k = onehot[0].argmax(1)[counts.labels], onehot[1].argmax(1)[counts.labels]
+    effective = np.stack([src_k, tgt_k if counts.tokens_tgt.any() else np.zeros_like(tgt_k)], axis=1)
+    _, per_label = np.unique(effective, axis=0, return_counts=True)
+    arrangements = (math.lgamma(n_units + 1) - sum(math.lgamma(c + 1) for c in per_label)) / math.log(10)
     return ModuleTest(observed, p_value, null_mean, null_q05, kept, arrangements)
 
 
