@@ -68,7 +68,7 @@ def _cfg(**spec: float) -> SelectConfig:
     return SelectConfig(
         lape=LapeConfig(top_rate=0.1),
         layer_fraction=1.0,
-        specificity=SpecificityConfig(permutations=999, **spec),  # type: ignore[arg-type]
+        specificity=SpecificityConfig(permutations=999, **spec),
     )
 
 
