@@ -10,12 +10,12 @@ test permutes the direction labels of the slices (a slice keeps its image and te
 every direction keeps its number of slices, hence each language its number of samples) and recomputes
 each neuron's entropy from the permuted per-language totals. A per-token permutation (computable from
 the totals as a multivariate hypergeometric) would be invalid: tokens of one sample are not independent,
-and with ~10^4 tokens per language it calls almost any neuron specific.
+so its null is far too narrow (docs/specificity.md).
 
 The p-value of a neuron is ``(1 + #{null entropy <= observed}) / (1 + permutations)`` (one-sided: more
 specific than chance). Benjamini-Hochberg then runs over *every* neuron that fires at all, never over
-the selected ones only: LAPE picks the lowest entropies, so testing just those would find them
-"significant" under a pure null. (Dropping never-firing neurons keeps the FDR: whether a neuron fires is
+the selected ones only: LAPE chose those by the very statistic under test, and BH's guarantee holds for
+a family fixed before looking. (Dropping never-firing neurons keeps the FDR: whether a neuron fires is
 the same under every permutation.) The resolution is the number of distinct arrangements of the slice
 labels: with one slice per direction (a shard holding all of a direction's samples) no neuron can reach
 p < 0.05; profile with a smaller ``shard_size`` for a decisive test.
