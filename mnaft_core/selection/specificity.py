@@ -179,7 +179,7 @@ class ModuleTest:
     entropy: NDArray[np.float64]  # (L*N,) observed
     p_value: NDArray[np.float64]  # (L*N,); 1 where the neuron never fires
     null_mean: NDArray[np.float64]  # (L*N,) mean finite null entropy (of the screening permutations)
-    null_q05: NDArray[np.float64]  # (L*N,) 5% quantile of the null entropy (likewise)
+    null_sd: NDArray[np.float64]  # (L*N,) standard deviation of the null entropy (likewise)
     kept: NDArray[np.float64]  # (draws, n_keep) null entropies of the ``keep`` neurons
     arrangements_log10: float  # distinct slice labellings (an upper bound on distinct null values)
     refined: int  # neurons whose p-value used every permutation
@@ -192,10 +192,10 @@ def _scan(
     onehot: tuple[NDArray[Any], NDArray[Any]],
     keep: NDArray[np.int64],
 ) -> tuple[NDArray[np.float64], ...]:
-    """Observed entropy, p-value, null mean, null 5% quantile of ``cols``; the null draws of ``keep``."""
+    """Observed entropy, p-value, null mean, null standard deviation of ``cols``; the draws of ``keep``."""
     n_perm = perms.shape[0]
     per_chunk = max(1, _CHUNK_BYTES // (8 * n_perm * len(counts.languages)))
-    obs_all, p, mean, q05 = (np.empty(cols.size) for _ in range(4))
+    obs_all, p, mean, sd = (np.empty(cols.size) for _ in range(4))
     kept = np.empty((min(n_perm, _KEPT_DRAWS), keep.size))
     for start in range(0, cols.size, per_chunk):
         part = slice(start, min(start + per_chunk, cols.size))
@@ -209,11 +209,11 @@ def _scan(
         fires = np.isfinite(obs)
         safe = np.where(fires, null, 0.0)
         mean[part] = np.where(fires, safe.mean(axis=0), np.nan)
-        q05[part] = np.where(fires, np.quantile(safe, 0.05, axis=0), np.nan)
+        sd[part] = np.where(fires, safe.std(axis=0), np.nan)
         where = np.flatnonzero(np.isin(keep, cols[part]))
         if where.size:
             kept[:, where] = null[: kept.shape[0], np.searchsorted(cols[part], keep[where])]
-    return obs_all, p, mean, q05, kept
+    return obs_all, p, mean, sd, kept
 
 
 def permutation_test(
@@ -236,7 +236,7 @@ def permutation_test(
     perms = rng.permuted(np.broadcast_to(counts.labels, (permutations, n_units)).copy(), axis=1)
     keep_idx = np.flatnonzero(keep) if keep is not None else np.zeros(0, dtype=np.int64)
     screen = min(permutations, _KEPT_DRAWS - 1)
-    observed, p_value, null_mean, null_q05, kept = _scan(
+    observed, p_value, null_mean, null_sd, kept = _scan(
         counts, perms[:screen], np.arange(width), onehot, keep_idx
     )
     again = np.flatnonzero(p_value <= refine_below) if screen < permutations else np.zeros(0, np.int64)
@@ -247,7 +247,7 @@ def permutation_test(
     effective = np.stack([src_k, tgt_k if counts.tokens_tgt.any() else np.zeros_like(tgt_k)], axis=1)
     _, per_label = np.unique(effective, axis=0, return_counts=True)
     arrangements = (math.lgamma(n_units + 1) - sum(math.lgamma(c + 1) for c in per_label)) / math.log(10)
-    return ModuleTest(observed, p_value, null_mean, null_q05, kept, arrangements, int(again.size))
+    return ModuleTest(observed, p_value, null_mean, null_sd, kept, arrangements, int(again.size))
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def measure_specificity(
                 pl.Series("selected", selected),
                 pl.Series("fires", np.isfinite(res.entropy)),
                 pl.Series("null_mean", res.null_mean),
-                pl.Series("null_q05", res.null_q05),
+                pl.Series("null_sd", res.null_sd),
                 pl.Series("p_value", res.p_value),
             )
         )
