@@ -74,6 +74,7 @@ def overlap_plot(overlap: pl.DataFrame, out: Path) -> Path:
             ch = g["chance_jaccard"].to_numpy()
             ax.plot(x, ch, "_", ms=12, c="k", label="chance" if i == 0 else None)
         ax.set_ylim(0, 1)
+        ax.set_xticks(sorted(set(sub["layer"].to_list())))
         ax.set_xlabel("layer")
         ax.set_ylabel("Jaccard (image vs text instruction)")
         ax.set_title(module)
