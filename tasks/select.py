@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mnaft_core.selection.from_profile import select_from_profile, write_selection
 from mnaft_core.selection.select import SelectConfig
+from mnaft_core.selection.specificity import specificity_markdown
 from storage import ArtifactStore
 from tasks._stage import publish, show_pictures, stage_key, store_cache
 from tasks.profile import STATS_DIR
@@ -30,7 +31,8 @@ def build_select(cfg: SelectConfig, profile_key: str, store: str) -> str:
         stats = st.open("profile", profile_key).local_dir() / STATS_DIR
         root = zarr.open_group(str(stats), mode="r")
         summary = write_selection(select_from_profile(root, cfg), out, root)
-        return {k: summary[k] for k in ("method", "sites", "neurons", "selected_layers")}
+        keys = ("method", "sites", "neurons", "selected_layers", "specificity", "overlap")
+        return {k: summary[k] for k in keys}
 
     key = select_key(cfg, profile_key)
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"), inputs={"profile": profile_key},
@@ -49,9 +51,11 @@ def select_task(cfg: SelectConfig, profile_key: str, store: str) -> str:
         "module", "layer", "n_specific_lape", "n_agnostic_lape", "n_trained", "rank", "selected"
     )
     create_table_artifact(key=f"neurons-{cfg.method}", table=view.to_dicts(), description=f"select {key}")
+    metrics = art.manifest.metrics
+    test = specificity_markdown(metrics["specificity"], metrics["overlap"])
     create_markdown_artifact(
         key=f"mask-{cfg.method}",
-        markdown=f"# Mask `{key}` ({cfg.method})\n\n{show_pictures(store, STAGE, key)}\n",
+        markdown=f"# Mask `{key}` ({cfg.method})\n\n{test}\n{show_pictures(store, STAGE, key)}\n",
         description=key,
     )
     return key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ from mnaft_core.profiling.zarr_stats import Condition, condition_totals, sample_
 from mnaft_core.selection.aggregate import LanguageStats, per_language
 from mnaft_core.selection.mask import MaskError
 from mnaft_core.selection.select import SelectConfig, SelectionResult, select_neurons
+from mnaft_core.selection.specificity import measure_specificity, modality_overlap, overlap_metrics
 from mnaft_core.viz.neurons import (
     neuron_embedding,
     probability_distribution,
     sample_embedding,
     specific_heatmaps,
 )
+from mnaft_core.viz.specificity import overlap_plot, specificity_plot
 
 MASK_FILE = "mask.safetensors"
 SITE_PARAMETERS = "site_parameters"  # profile attribute: site path -> {parameter name: neuron axis}
@@ -39,7 +42,8 @@ def language_stats(root: zarr.Group) -> tuple[dict[str, LanguageStats], dict[str
 
 
 def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
-    """The selection, its mask sites carrying the parameter slices the profile recorded of the model."""
+    """The selection, its mask sites carrying the parameter slices the profile recorded of the model,
+    with what it measures: the specificity test and the modality overlap."""
     stats, sites = language_stats(root)
     result = select_neurons(
         stats, sites, cfg, str(root.attrs["fingerprint"]), str(root.attrs.get("data_key", ""))
@@ -52,7 +56,9 @@ def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
                 f"{SITE_PARAMETERS!r}); profile the model again with this version"
             )
         site.parameters = dict(recorded[path])
-    return result
+    spec = measure_specificity(root, result.neurons, result.layers, cfg.specificity, cfg.seed)
+    modules = [m for m in stats if m in cfg.modules]
+    return replace(result, specificity=spec, overlap=modality_overlap(root, modules, cfg.lape))
 
 
 def sample_pictures(root: zarr.Group, neurons: pl.DataFrame, out: Path) -> list[Path]:
@@ -79,7 +85,8 @@ def sample_pictures(root: zarr.Group, neurons: pl.DataFrame, out: Path) -> list[
 def write_selection(result: SelectionResult, out: Path, root: zarr.Group | None = None) -> dict[str, Any]:
     """mask.safetensors, neurons.parquet, layers.parquet, PNGs; returns the counts for the manifest.
 
-    With the profile ``root``, also the per-sample embedding pictures when the profile kept sample means.
+    With the profile ``root``, also the per-sample embedding pictures when the profile kept sample means;
+    with the result's specificity test and overlap, specificity.parquet, overlap.parquet and their PNGs.
     """
     out.mkdir(parents=True, exist_ok=True)
     result.mask.save(out / MASK_FILE)
@@ -103,5 +110,14 @@ def write_selection(result: SelectionResult, out: Path, root: zarr.Group | None 
         .to_dicts(),
         "counts": counts,
     }
+    if result.specificity is not None:
+        result.specificity.table.write_parquet(out / "specificity.parquet")
+        specificity_plot(result.specificity, out / "specificity.png")
+        summary["specificity"] = result.specificity.metrics
+    if result.overlap is not None:
+        result.overlap.write_parquet(out / "overlap.parquet")
+        if not result.overlap.is_empty():
+            overlap_plot(result.overlap, out / "modality_overlap.png")
+        summary["overlap"] = overlap_metrics(result.overlap)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

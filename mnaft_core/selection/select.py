@@ -20,6 +20,7 @@ from mnaft_core._base import StrictModel
 from mnaft_core.selection.aggregate import LanguageStats
 from mnaft_core.selection.lape import LapeConfig, LapeResult, select_lape
 from mnaft_core.selection.mask import NeuronMask, SiteMask
+from mnaft_core.selection.specificity import SpecificityConfig, SpecificityResult
 
 Method = Literal["mnaft", "random", "magnitude", "taylor", "agnostic", "specific", "layers"]
 METHODS: tuple[Method, ...] = ("mnaft", "random", "magnitude", "taylor", "agnostic", "specific", "layers")
@@ -38,7 +39,11 @@ class SelectConfig(StrictModel):
     modules: tuple[Literal["vision", "language"], ...] = Field(
         ("vision", "language"), min_length=1, description="modules whose neurons may be selected"
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the random baseline")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the random baseline and the permutations")
+    specificity: SpecificityConfig = Field(
+        default_factory=SpecificityConfig,
+        description="permutation test of the language-specific neurons against permuted language labels",
+    )
 
 
 @dataclass
@@ -56,6 +61,8 @@ class SelectionResult:
     mask: NeuronMask
     neurons: pl.DataFrame
     layers: pl.DataFrame
+    specificity: SpecificityResult | None = None  # needs the profile's shards: see from_profile
+    overlap: pl.DataFrame | None = None  # image- vs text-instruction neurons, likewise
 
 
 def _rank_layers(
