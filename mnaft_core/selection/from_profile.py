@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -44,7 +44,7 @@ def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
     result = select_neurons(
         stats, sites, cfg, str(root.attrs["fingerprint"]), str(root.attrs.get("data_key", ""))
     )
-    recorded: dict[str, dict[str, int]] = dict(root.attrs.get(SITE_PARAMETERS) or {})
+    recorded = cast(dict[str, dict[str, int]], root.attrs.get(SITE_PARAMETERS) or {})
     for path, site in result.mask.sites.items():
         if path not in recorded:
             raise MaskError(
