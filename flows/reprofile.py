@@ -27,7 +27,13 @@ def profile_checkpoint_flow(
     checkpoint: str, config: PipelineConfig, data_key: str | None = None
 ) -> dict[str, str]:
     """Profile one checkpoint (folder or URL) on the config's dataset, select its mask, and report its
-    drift from the mask the config selects for its base model (when that mask is in the store)."""
+    drift from the mask the config selects for its base model (when that mask is in the store).
+
+    Args:
+        checkpoint: the checkpoint's folder or URL (the mnaft.checkpoint.created event's mnaft.path)
+        config: the whole pipeline: profile and select sections, store; its model is the base model
+        data_key: dataset artifact key or unique prefix (empty: the one the data section makes)
+    """
     store = config.store
     data = resolve_data(config, data_key)
     model = ModelConfig(name_or_path=str(local_copy(checkpoint, CACHE)))
@@ -42,7 +48,13 @@ def profile_checkpoint_flow(
 
 @flow(name="scan-checkpoints", log_prints=True)
 def scan_checkpoints_flow(location: str, config: PipelineConfig, data_key: str | None = None) -> list[str]:
-    """Profile every checkpoint under ``location`` that has no profile yet; returns those profiled."""
+    """Profile every checkpoint under ``location`` that has no profile yet; returns those profiled.
+
+    Args:
+        location: folder or object-store prefix holding checkpoints (save_pretrained folders)
+        config: the whole pipeline: profile and select sections, store; its model is the base model
+        data_key: dataset artifact key or unique prefix (empty: the one the data section makes)
+    """
     data = resolve_data(config, data_key)
     st = ArtifactStore(config.store)
     fresh = []

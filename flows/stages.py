@@ -33,7 +33,12 @@ from tasks.select import select_task
 
 @flow(name="data", log_prints=True)
 def data_flow(config: DataConfig, store: str = DEFAULT_STORE) -> str:
-    """Render or load the image-translation dataset; returns the dataset artifact key."""
+    """Render or load the image-translation dataset; returns the dataset artifact key.
+
+    Args:
+        config: the data stage: sources, cleaning, split and rendering
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+    """
     return data_task(config, store)
 
 
@@ -43,6 +48,12 @@ def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int
 
     ``parts > 1`` splits the shards over that many `profile-part` flow runs first (deployed: each on a
     worker of its pool, all at once; not deployed: one after another), then publishes the whole.
+
+    Args:
+        config: the whole pipeline (as in configs/*.yaml): its model, profile section and store; its
+            data section names the dataset
+        data_key: dataset artifact key or unique prefix (empty: the one the data section makes)
+        parts: number of profile-part flow runs to split the shards over (1 = profile here)
     """
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
@@ -56,7 +67,16 @@ def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int
 def profile_part_flow(
     model: ModelConfig, config: ProfileConfig, data_key: str, store: str, part: int, parts: int
 ) -> list[int]:
-    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store."""
+    """Shards ``part, part + parts, ...`` of a profile run, written into its shared staging store.
+
+    Args:
+        model: the model being profiled
+        config: the profile stage's settings (the same for every part)
+        data_key: dataset artifact key
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        part: this part's index, 0 to parts - 1
+        parts: how many parts the shards are split over
+    """
     return profile_part_task(model, config, data_key, store, part, parts)
 
 
@@ -92,7 +112,14 @@ def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: 
 @flow(name="select", log_prints=True)
 def select_flow(config: PipelineConfig, method: str | None = None, profile_key: str | None = None) -> str:
     """Neuron tables and the mask of selector ``method`` (default: the select section's) from the
-    config's profile (or ``profile_key``)."""
+    config's profile (or ``profile_key``).
+
+    Args:
+        config: the whole pipeline: its select section and store; its model, data and profile
+            sections name the profile
+        method: selector (mnaft, random, magnitude, taylor, ...; empty: the select section's)
+        profile_key: profile artifact key or unique prefix (empty: the one the config makes)
+    """
     select = selector_config(config.select, method) if method else config.select
     return select_task(select, resolve_profile(config, profile_key), config.store)
 
@@ -106,7 +133,17 @@ def finetune_flow(
     mask_key: str | None = None,
 ) -> str:
     """Train one system of the suite (or a method / selector by name) with one seed, on the config's
-    dataset and, for a mask-based system, on its selector's mask for the config's model."""
+    dataset and, for a mask-based system, on its selector's mask for the config's model.
+
+    Args:
+        config: the whole pipeline: its model, finetune section and store; its data, profile and
+            select sections name the dataset and the mask
+        system: a system of finetune.systems, or mnaft / full / lora / a mask selector (random, ...)
+        seed: the training seed
+        data_key: dataset artifact key or unique prefix (empty: the one the config makes)
+        mask_key: select (mask) artifact key or prefix, checked to fit the system and the model
+            (empty: the system's selector's mask for the config)
+    """
     suite = config.finetune
     spec = suite.system(system)
     data = resolve_data(config, data_key)
@@ -122,7 +159,14 @@ def evaluate_flow(
     data_key: str | None = None,
 ) -> str:
     """Evaluate the base model, the cascades and fine-tuned checkpoints: ``checkpoints`` (system ->
-    finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite."""
+    finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite.
+
+    Args:
+        config: the whole pipeline: its model, evaluate section and store; its other sections name
+            the dataset and, without ``checkpoints``, every checkpoint of the suite
+        checkpoints: system name -> finetune artifact keys or prefixes (empty: the suite's)
+        data_key: dataset artifact key or unique prefix (empty: the one the config makes)
+    """
     found = resolve_checkpoints(config, checkpoints)
     data = resolve_data(config, data_key)
     return evaluate_task(config.model, config.evaluate, data, found, config.store)
@@ -130,7 +174,13 @@ def evaluate_flow(
 
 @flow(name="bootstrap", log_prints=True)
 def bootstrap_flow(config: BootstrapConfig, store: str = DEFAULT_STORE, install: bool = True) -> str:
-    """Build the embedded organisms from their data (cached in the store); install them under assets/."""
+    """Build the embedded organisms from their data (cached in the store); install them under assets/.
+
+    Args:
+        config: the organism recipe: data, model sizes, training stages
+        store: artifact store URL (a folder, or s3://bucket/prefix)
+        install: copy the result over assets/organism and assets/nllb-organism
+    """
     key = bootstrap_task(config, data_task(config.data, store), store)
     if install:
         for path in install_organism(store, key):
