@@ -17,7 +17,7 @@ import torch
 from mnaft_core.data.dataset import load_samples
 from mnaft_core.evaluation.mt import NllbTranslator
 from mnaft_core.evaluation.ocr import OcrConfig, make_ocr
-from mnaft_core.evaluation.systems import EvaluateConfig, direct, ocr_mt
+from mnaft_core.evaluation.systems import Generation, MllmDirect, OcrMtCascade, System, inputs_of
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import load_mllm, resolve
 from storage import ArtifactStore
@@ -35,16 +35,16 @@ def main() -> None:
         store = ArtifactStore("./mnaft-store")
         args.data = store.open("data", store.manifests("data")[-1].key).local_dir()
     samples = load_samples(args.data, "test")[: args.samples]
-    cfg = EvaluateConfig(batch_size=args.batch_size, max_new_tokens=24)
+    gen = Generation(max_new_tokens=24, batch_size=args.batch_size, progress=True)
     loaded = load_mllm(ModelConfig(name_or_path=args.model))
     engine = make_ocr(OcrConfig(), sorted({s.script for s in samples}))
     mt = NllbTranslator(
         resolve(args.mt), device=str(loaded.device), batch_size=args.batch_size, max_new_tokens=24
     )
-    runs = {
-        "mllm (direct)": lambda: direct("x", loaded.model, loaded.processor, samples, cfg),
-        "ocr+mt cascade": lambda: ocr_mt("x", engine, mt, samples),
-    }
+    systems: list[System] = [MllmDirect("mllm (direct)", loaded.model, loaded.processor, gen),
+               OcrMtCascade("ocr+mt cascade", engine, mt)]  # fmt: skip
+    # the images are decoded inside the timed call, as evaluation does
+    runs = {s.name: (lambda s=s: s.translate(inputs_of(samples))) for s in systems}
     print(
         f"model {args.model}  device {loaded.device}  threads {torch.get_num_threads()}"
         f"  batch {args.batch_size}"

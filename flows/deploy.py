@@ -13,7 +13,8 @@ from typing import Any
 
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-from mnaft_core.config import PipelineConfig
+from mnaft_core.config import PipelineConfig, load_model
+from mnaft_core.organism.config import BootstrapConfig
 from tasks.finetune import CHECKPOINT_EVENT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,9 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
         )
         for stage, params in stage_params.items()
     ]
-    specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", {"store": store}))
+    organism = load_model(ROOT / "configs" / "organism.yaml", BootstrapConfig).model_dump(mode="json")
+    bootstrap = {"config": organism, "store": store}  # runnable from the UI as it is
+    specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", bootstrap))
     # started by the profile flow (parts > 1), one flow run per part, each on a free gpu worker
     specs.append(DeploymentSpec("profile-part", "flows/stages.py:profile_part_flow", "gpu", {"store": store}))
     specs.append(DeploymentSpec("data-part", "flows/stages.py:data_part_flow", "cpu", {"store": store}))

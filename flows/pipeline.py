@@ -18,8 +18,10 @@ from tasks.select import select_task
 
 @flow(name="mnaft", log_prints=True)
 def mnaft_flow(config: PipelineConfig) -> dict[str, str]:
-    """Run (or reuse from the store) every stage; returns stage -> artifact key (``tasks.plan.Plan.keys``
-    computes the same keys without running anything: how a stage run alone finds its inputs).
+    """Run (or reuse from the store) every stage; returns stage -> artifact key.
+
+    ``tasks.plan.Plan.keys`` computes the same keys without running anything: how a stage run alone
+    finds its inputs.
 
     Args:
         config: the whole pipeline: store, model and every stage's section (as in configs/*.yaml)

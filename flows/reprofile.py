@@ -31,8 +31,8 @@ def profile_checkpoint_flow(
 
     Args:
         checkpoint: the checkpoint's folder or URL (the mnaft.checkpoint.created event's mnaft.path)
-        config: the pipeline whose dataset, profile and select settings are used
-        data_key: dataset artifact key or unique prefix (empty: the dataset the config builds)
+        config: the whole pipeline: profile and select sections, store; its model is the base model
+        data_key: dataset artifact key or unique prefix (empty: the one the data section makes)
     """
     store = config.store
     data = resolve_data(config, data_key)
@@ -52,8 +52,8 @@ def scan_checkpoints_flow(location: str, config: PipelineConfig, data_key: str |
 
     Args:
         location: folder or object-store prefix holding checkpoints (save_pretrained folders)
-        config: the pipeline whose dataset, profile and select settings are used
-        data_key: dataset artifact key or unique prefix (empty: the dataset the config builds)
+        config: the whole pipeline: profile and select sections, store; its model is the base model
+        data_key: dataset artifact key or unique prefix (empty: the one the data section makes)
     """
     data = resolve_data(config, data_key)
     st = ArtifactStore(config.store)

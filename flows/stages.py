@@ -93,10 +93,9 @@ def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int
     worker of its pool, all at once; not deployed: one after another), then publishes the whole.
 
     Args:
-        model: the model to profile (hub id, folder, or embedded:organism) and how to load it
-        config: the profile stage: samples, batches, statistics
-        data_key: dataset artifact key or unique prefix (empty: the newest dataset)
-        store: artifact store URL (a folder, or s3://bucket/prefix)
+        config: the whole pipeline (as in configs/*.yaml): its model, profile section and store; its
+            data section names the dataset
+        data_key: dataset artifact key or unique prefix (empty: the one the data section makes)
         parts: number of profile-part flow runs to split the shards over (1 = profile here)
     """
     if parts < 1:
@@ -159,9 +158,10 @@ def select_flow(config: PipelineConfig, method: str | None = None, profile_key: 
     config's profile (or ``profile_key``).
 
     Args:
-        config: the pipeline whose model, dataset, profile and select settings are used
-        method: selector name (empty: the select section's method)
-        profile_key: profile artifact key or unique prefix (empty: the profile the config makes)
+        config: the whole pipeline: its select section and store; its model, data and profile
+            sections name the profile
+        method: selector (mnaft, random, magnitude, taylor, ...; empty: the select section's)
+        profile_key: profile artifact key or unique prefix (empty: the one the config makes)
     """
     select = selector_config(config.select, method) if method else config.select
     return select_task(select, resolve_profile(config, profile_key), config.store)
@@ -179,11 +179,13 @@ def finetune_flow(
     dataset and, for a mask-based system, on its selector's mask for the config's model.
 
     Args:
-        config: the pipeline whose model, dataset, mask and finetune settings are used
-        system: system of the finetune suite, or a method / selector name
-        seed: the run's seed
-        data_key: dataset artifact key or unique prefix (empty: the dataset the config builds)
-        mask_key: select (mask) artifact key for a mask-based system (empty: the config's mask)
+        config: the whole pipeline: its model, finetune section and store; its data, profile and
+            select sections name the dataset and the mask
+        system: a system of finetune.systems, or mnaft / full / lora / a mask selector (random, ...)
+        seed: the training seed
+        data_key: dataset artifact key or unique prefix (empty: the one the config makes)
+        mask_key: select (mask) artifact key or prefix, checked to fit the system and the model
+            (empty: the system's selector's mask for the config)
     """
     suite = config.finetune
     spec = suite.system(system)
@@ -203,9 +205,10 @@ def evaluate_flow(
     finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite.
 
     Args:
-        config: the pipeline whose model, dataset and evaluate settings are used
-        checkpoints: system name -> finetune artifact keys (empty: every system and seed of the suite)
-        data_key: dataset artifact key or unique prefix (empty: the dataset the config builds)
+        config: the whole pipeline: its model, evaluate section and store; its other sections name
+            the dataset and, without ``checkpoints``, every checkpoint of the suite
+        checkpoints: system name -> finetune artifact keys or prefixes (empty: the suite's)
+        data_key: dataset artifact key or unique prefix (empty: the one the config makes)
     """
     found = resolve_checkpoints(config, checkpoints)
     data = resolve_data(config, data_key)

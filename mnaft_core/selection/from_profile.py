@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -48,7 +48,7 @@ def select_from_profile(root: zarr.Group, cfg: SelectConfig) -> SelectionResult:
     result = select_neurons(
         stats, sites, cfg, str(root.attrs["fingerprint"]), str(root.attrs.get("data_key", ""))
     )
-    recorded: dict[str, dict[str, int]] = dict(root.attrs.get(SITE_PARAMETERS) or {})
+    recorded = cast(dict[str, dict[str, int]], root.attrs.get(SITE_PARAMETERS) or {})
     for path, site in result.mask.sites.items():
         if path not in recorded:
             raise MaskError(

@@ -35,3 +35,19 @@ def test_specs_cover_every_flow_on_the_right_pool() -> None:
 def test_no_scan_without_a_location() -> None:
     names = {s.name for s in deployment_specs(load_config(ROOT / "configs/demo.yaml"))}
     assert "scan-checkpoints" not in names and "profile-checkpoint" in names
+
+
+def test_stage_deployments_run_from_the_ui_with_their_defaults() -> None:
+    """A run started from the UI with the registered defaults is valid for its flow, and a stage flow
+    receives the whole config, so it finds its inputs as the pipeline made them."""
+    import importlib
+
+    cfg = load_config(ROOT / "configs/demo.yaml")
+    for spec in deployment_specs(cfg):
+        if spec.name not in ("mnaft", "data", "profile", "select", "finetune", "evaluate", "bootstrap"):
+            continue
+        path, func = spec.entrypoint.split(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), func)
+        flow.validate_parameters(spec.parameters)  # raises on a missing or ill-typed parameter
+        if spec.name in ("profile", "select", "finetune", "evaluate"):
+            assert spec.parameters == {"config": cfg.model_dump(mode="json")}

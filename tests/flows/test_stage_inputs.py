@@ -109,3 +109,41 @@ def test_evaluate_labels_checkpoints_by_their_recorded_seed(
     assert sorted({r["seed"] for r in lora}) == [0, 1]
     manifest = ArtifactStore(config.store).open("evaluate", key).manifest
     assert manifest.inputs["finetune:lora:0"] == seed0 and manifest.inputs["finetune:lora:1"] == seed1
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_cli_resolves_like_the_flows(
+    config: PipelineConfig,  # noqa: F811
+    two_models: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    small = config.model_copy(
+        update={"evaluate": config.evaluate.model_copy(update={"max_samples_per_direction": 2,
+                                                               "own_cascade": False})}
+    )  # fmt: skip
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(small.model_dump(mode="json")))
+    res = CliRunner().invoke(app, ["finetune", "--config", str(path), "--method", "random", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    key = finetune_flow(small, "random", seed=1)  # the same run: found in the store, not trained again
+    assert key in res.stdout
+    assert ArtifactStore(config.store).open("finetune", key).manifest.inputs["mask"] == two_models["random_a"]
+    seed0 = finetune_flow(small, "random", seed=0)
+    args = [
+        "evaluate",
+        "--config",
+        str(path),
+        "--checkpoint",
+        f"random={key[:8]}",
+        "--checkpoint",
+        f"random={seed0}",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (evaluated,) = ArtifactStore(config.store).manifests("evaluate")[-1:]
+    assert evaluated.inputs["finetune:random:1"] == key and evaluated.inputs["finetune:random:0"] == seed0
