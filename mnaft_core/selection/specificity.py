@@ -290,6 +290,7 @@ def measure_specificity(
         )
         null[module] = res.kept
         per_module[module] = {
+            "languages": list(counts.languages),
             "slices": int(counts.labels.size),
             "arrangements_log10": round(res.arrangements_log10, 3),
             "min_p": max(1.0 / (cfg.permutations + 1), 10.0 ** (-res.arrangements_log10)),
@@ -321,7 +322,7 @@ def _metrics(
     table: pl.DataFrame, per_module: dict[str, dict[str, Any]], cfg: SpecificityConfig
 ) -> dict[str, Any]:
     sel = table.filter(pl.col("selected"))
-    n_lang = len({lang for row in table["languages"].to_list() for lang in row}) or None
+    n_lang = max((len(info["languages"]) for info in per_module.values()), default=0)
     out: dict[str, Any] = {
         "null": "direction labels permuted over sample slices (same slices per direction); BH over all "
         "firing neurons",

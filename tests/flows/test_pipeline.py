@@ -114,12 +114,16 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     assert {"report.json", "report.md", "scores.png"} <= {f.path for f in report.manifest.files}
     mask = st.open("select", keys["select:mnaft"])
     assert {"mask.safetensors", "neurons.parquet", "layers.parquet", "specific_heatmap.png",
-            "sample_embedding_language.png"} <= {f.path for f in mask.manifest.files}  # fmt: skip
+            "sample_embedding_language.png", "specificity.parquet", "overlap.parquet",
+            "specificity.png"} <= {f.path for f in mask.manifest.files}  # fmt: skip
+    assert mask.manifest.metrics["specificity"]["tested"] > 0  # the selection measured what it chose
     with get_client(sync_client=True) as client:  # each long stage showed its progress, ending at 100
         for stage in ("profile", "finetune", "evaluate"):
             flt = ArtifactFilter(key=ArtifactFilterKey(any_=[f"{stage}-progress"]))
             found = client.read_artifacts(artifact_filter=flt)
             assert found and found[-1].type == "progress" and found[-1].data == 100.0, stage
+        flt = ArtifactFilter(key=ArtifactFilterKey(any_=["mask-mnaft"]))
+        assert "Language specificity" in str(client.read_artifacts(artifact_filter=flt)[-1].data)
     assert "neuron_delta.safetensors" in {
         f.path for f in st.open("finetune", keys["finetune:mnaft:0"]).manifest.files
     }
