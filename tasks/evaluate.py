@@ -23,6 +23,7 @@ from storage.http import http_base, public_url
 from tasks._stage import (
     INLINE_MAX_BYTES,
     MODEL_CODE,
+    inputs_markdown,
     model_input,
     publish,
     stage_key,
@@ -98,7 +99,9 @@ def evaluate_task(
     create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
     create_markdown_artifact(
         key="evaluation-report",
-        markdown=with_pictures(art.read_bytes("report.md").decode(), store, STAGE, key),
+        markdown=with_pictures(art.read_bytes("report.md").decode(), store, STAGE, key)
+        + "\n\n"
+        + inputs_markdown(store, STAGE, key),
         description=key,
     )
     create_markdown_artifact(key="evaluation-gallery", markdown=gallery_markdown(store, key), description=key)

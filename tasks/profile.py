@@ -16,7 +16,15 @@ from mnaft_core.profiling.runner import ProfileConfig, plan, run_profile
 from mnaft_core.profiling.zarr_stats import pending_shards
 from mnaft_core.selection.mask import model_fingerprint
 from storage import ArtifactStore
-from tasks._stage import MODEL_CODE, model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import (
+    MODEL_CODE,
+    inputs_markdown,
+    model_input,
+    publish,
+    stage_key,
+    stage_progress,
+    store_cache,
+)
 
 STAGE = "profile"
 PACKAGES = ("mnaft_core.profiling", "mnaft_core.data.dataset", "mnaft_core._base", *MODEL_CODE)
@@ -108,7 +116,8 @@ def profile_task(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: s
     create_markdown_artifact(
         key="profile-summary",
         markdown=f"# Profile `{key}`\n\nmodel fingerprint `{m.metrics['fingerprint'][:16]}`, "
-        f"{m.metrics['samples']} samples, conditions: {', '.join(m.metrics['conditions'])}\n",
+        f"{m.metrics['samples']} samples, conditions: {', '.join(m.metrics['conditions'])}\n\n"
+        + inputs_markdown(store, STAGE, key),
         description=key,
     )
     return key

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from mnaft_core.selection.from_profile import select_from_profile, write_selection
 from mnaft_core.selection.select import SelectConfig
 from storage import ArtifactStore
-from tasks._stage import publish, show_pictures, stage_key, store_cache
+from tasks._stage import inputs_markdown, publish, show_pictures, stage_key, store_cache
 from tasks.profile import STATS_DIR
 
 STAGE = "select"
@@ -52,7 +52,8 @@ def select_task(cfg: SelectConfig, profile_key: str, store: str) -> str:
     create_table_artifact(key=f"neurons-{cfg.method}", table=view.to_dicts(), description=f"select {key}")
     create_markdown_artifact(
         key=f"mask-{cfg.method}",
-        markdown=f"# Mask `{key}` ({cfg.method})\n\n{show_pictures(store, STAGE, key)}\n",
+        markdown=f"# Mask `{key}` ({cfg.method})\n\n{inputs_markdown(store, STAGE, key)}\n"
+        f"{show_pictures(store, STAGE, key)}\n",
         description=key,
     )
     return key
