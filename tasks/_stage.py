@@ -48,6 +48,11 @@ ProgressDisplay = Callable[[str, str], AbstractContextManager[ProgressFn]]
 _display: ProgressDisplay | None = None
 
 
+def local_display() -> bool:
+    """Whether a front end shows stage progress itself (then the library's own tqdm bars stay off)."""
+    return _display is not None
+
+
 def set_progress_display(display: ProgressDisplay | None) -> None:
     """Show every stage's progress through ``display(stage, what)`` as well (``None``: stop)."""
     global _display

@@ -24,6 +24,7 @@ from tasks._stage import (
     MODEL_CODE,
     artifact_key,
     inputs_markdown,
+    local_display,
     model_input,
     publish,
     stage_key,
@@ -83,8 +84,9 @@ def build_finetune(
         samples = load_samples(dataset, "train", limit=max_train or None)
         mask = NeuronMask.load(mask_path) if mask_path else None
         return finetune(
-            loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "", on_progress=on_progress
-        )
+            loaded, samples, cfg, mask, run_dir, out, mask_ref=mask_key or "", on_progress=on_progress,
+            progress=not local_display(),
+        )  # fmt: skip
 
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
     params = {**cfg.model_dump(mode="json"), "max_train": max_train}

@@ -19,6 +19,7 @@ from storage import ArtifactStore
 from tasks._stage import (
     MODEL_CODE,
     inputs_markdown,
+    local_display,
     model_input,
     publish,
     stage_key,
@@ -111,7 +112,9 @@ def profile_part(
 def profile_task(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str) -> str:
     """Record per-neuron activation statistics of both modules."""
     with stage_progress(STAGE, profile_key(model, cfg, data_key), "profiling") as on_progress:
-        key = build_profile(model, cfg, data_key, store, on_progress=on_progress)
+        key = build_profile(
+            model, cfg, data_key, store, progress=not local_display(), on_progress=on_progress
+        )
     m = ArtifactStore(store).open(STAGE, key).manifest
     create_markdown_artifact(
         key="profile-summary",
