@@ -2,6 +2,9 @@
 
     python -m docs.tables           # rewrite every generated table in place
     python -m docs.tables --check   # exit 1 and name the table if any differs (tests run this)
+    python -m docs.tables --record KEY --store ./mnaft-store --machine "2-core ..." \
+        --labels docs/results/demo-2026-11-23.json docs/results/demo-NEW.json
+                                    # an evaluation's report.json -> a result file to commit
 
 A generated table sits between two markers; what is between them is replaced on every run:
 
@@ -146,10 +149,47 @@ def render(text: str, doc: str = "document") -> str:
     return MARKER.sub(one, text)
 
 
+def record(key: str, store: str, machine: str, out: Path, labels_from: Path | None = None) -> dict[str, Any]:
+    """A result file from an evaluate artifact: its report.json's tables plus when and where it ran."""
+    from storage import ArtifactStore
+
+    art = ArtifactStore(store).resolve(key, "evaluate")
+    report = json.loads(art.read_bytes("report.json"))
+    earlier = json.loads(labels_from.read_text()) if labels_from else {}
+    scores = report.get("scores", [])
+    data: dict[str, Any] = {
+        "kind": "evaluation",
+        "title": report.get("title", "evaluation"),
+        "date": art.manifest.created[:10],
+        "machine": machine,
+        "recorded": f"written by python -m docs.tables --record from evaluate/{art.key}",
+        "samples_per_direction": max((s["n"] for s in scores), default=0),
+        "labels": earlier.get("labels", {}),
+        "bold_best_of": sorted({r["system"] for r in report["aggregate"] if r["seeds"] > 1}),
+        **{k: report[k] for k in ("aggregate", "retention", "cost") if report.get(k)},
+        **({"ocr_cer": report["ocr_cer"]} if "ocr_cer" in report else {}),
+    }
+    out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m docs.tables", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only report tables that differ")
+    parser.add_argument(
+        "--record", metavar="KEY", help="write the result file OUT from evaluate artifact KEY"
+    )
+    parser.add_argument("--store", default="./mnaft-store", help="artifact store of --record")
+    parser.add_argument("--machine", default="", help="where the run ran (CPU/GPU, memory), for --record")
+    parser.add_argument("--labels", type=Path, help="result file whose system labels --record reuses")
+    parser.add_argument("out", nargs="?", type=Path, help="result file --record writes")
     args = parser.parse_args(argv)
+    if args.record:
+        if args.out is None or not args.machine:
+            parser.error("--record needs OUT and --machine")
+        record(args.record, args.store, args.machine, args.out, args.labels)
+        print(f"wrote {args.out}; reference it from a <!-- table: chrf {args.out} --> marker")
+        return 0
     stale = []
     for doc in DOCS:
         path = ROOT / doc

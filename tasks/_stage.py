@@ -43,6 +43,11 @@ ProgressDisplay = Callable[[str, str], AbstractContextManager[ProgressFn]]
 _display: ProgressDisplay | None = None
 
 
+def local_display() -> bool:
+    """Whether a front end shows stage progress itself (then the library's own tqdm bars stay off)."""
+    return _display is not None
+
+
 def set_progress_display(display: ProgressDisplay | None) -> None:
     """Show every stage's progress through ``display(stage, what)`` as well (``None``: stop)."""
     global _display
@@ -172,3 +177,64 @@ def stage_progress(stage: str, key: str, what: str, every_s: float = 2.0) -> Ite
 
         yield report
     update_progress_artifact(art_id, 100.0)
+
+
+# The Markdown artifact each stage shows in the UI (the one its downstream stages link to).
+def report_artifact(stage: str, params: Mapping[str, Any]) -> str | None:
+    method = params.get("method", "")
+    return {
+        "data": "dataset-card",
+        "profile": "profile-summary",
+        "select": artifact_key(f"mask-{method}"),
+        "finetune": artifact_key(f"finetune-{method}-run"),
+        "evaluate": "evaluation-report",
+    }.get(stage)
+
+
+INPUT_STAGES = {"mask": "select"}  # manifest input name -> stage, where they differ
+
+
+def _artifact_page(artifact: str, key: str) -> str:
+    """The UI page of the version of ``artifact`` made for ``key`` (its description names the key), or of
+    the artifact's newest version when that one is not on this server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.settings import PREFECT_UI_URL
+
+    ui = (PREFECT_UI_URL.value() or "").rstrip("/")
+    try:
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=50,
+            )
+    except Exception:  # no API reachable: the key's page still finds the newest version
+        found = []
+    exact = [a for a in found if a.description and key in a.description]
+    return f"{ui}/artifacts/artifact/{exact[0].id}" if exact else f"{ui}/artifacts/key/{artifact}"
+
+
+def inputs_markdown(store: str, stage: str, key: str) -> str:
+    """A "Made from" section: every upstream artifact of ``stage/key`` with links to its Prefect artifact
+    and (with ``MNAFT_STORE_HTTP``) its store folder, so a run can be followed back to its data
+    (finetune -> mask -> profile -> data) from page to page."""
+    st = ArtifactStore(store)
+    inputs = st.open(stage, key).manifest.inputs
+    base = http_base()
+    lines = []
+    for name, up_key in inputs.items():
+        up_stage = INPUT_STAGES.get(name, name.split(":")[0])
+        if not st.has(up_stage, up_key):
+            lines.append(f"- {name}: `{up_key}`")
+            continue
+        links = []
+        artifact = report_artifact(up_stage, st.open(up_stage, up_key).manifest.params or {})
+        if artifact is not None:
+            links.append(f"[{artifact}]({_artifact_page(artifact, up_key)})")
+        folder = public_url(up_stage, up_key, "", base) if base else None
+        if folder is not None:
+            links.append(f"[files]({folder})")
+        lines.append(f"- {name}: {up_stage} `{up_key}`" + (f" ({', '.join(links)})" if links else ""))
+    return "## Made from\n\n" + "\n".join(lines) + "\n" if lines else ""

@@ -22,6 +22,7 @@ from storage import ArtifactStore
 from storage.http import http_base, public_url
 from tasks._stage import (
     INLINE_MAX_BYTES,
+    inputs_markdown,
     model_input,
     publish,
     stage_key,
@@ -95,7 +96,9 @@ def evaluate_task(
     create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
     create_markdown_artifact(
         key="evaluation-report",
-        markdown=with_pictures(art.read_bytes("report.md").decode(), store, STAGE, key),
+        markdown=with_pictures(art.read_bytes("report.md").decode(), store, STAGE, key)
+        + "\n\n"
+        + inputs_markdown(store, STAGE, key),
         description=key,
     )
     create_markdown_artifact(key="evaluation-gallery", markdown=gallery_markdown(store, key), description=key)

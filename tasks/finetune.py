@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 from mnaft_core._base import ProgressFn
@@ -20,7 +20,16 @@ from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
 from mnaft_core.training.launch import METRICS, LaunchSpec, run_torchrun
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import (
+    artifact_key,
+    inputs_markdown,
+    local_display,
+    model_input,
+    publish,
+    stage_key,
+    stage_progress,
+    store_cache,
+)
 
 STAGE = "finetune"
 CHECKPOINT_EVENT = "mnaft.checkpoint.created"
@@ -78,6 +87,7 @@ def build_finetune(
             mask_ref=mask_key or "",
             data_ref=data_key,
             on_progress=on_progress,
+            progress=not local_display(),
         )
 
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
@@ -106,6 +116,14 @@ def finetune_task(
     art = ArtifactStore(store).open(STAGE, key)
     m = art.manifest.metrics
     create_table_artifact(key=f"finetune-{cfg.method}", table=[{"key": key, **m}], description=key)
+    create_markdown_artifact(
+        key=artifact_key(f"finetune-{cfg.method}-run"),
+        markdown=f"# Fine-tuning run `{key}` ({cfg.method}, seed {cfg.seed})\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in m.items() if not isinstance(v, dict | list))
+        + "\n\n"
+        + inputs_markdown(store, STAGE, key),
+        description=key,
+    )
     emit_event(
         CHECKPOINT_EVENT,
         resource={

@@ -17,7 +17,15 @@ from mnaft_core.profiling.zarr_stats import pending_shards
 from mnaft_core.selection.from_profile import SITE_PARAMETERS
 from mnaft_core.selection.mask import model_fingerprint, site_parameters
 from storage import ArtifactStore
-from tasks._stage import model_input, publish, stage_key, stage_progress, store_cache
+from tasks._stage import (
+    inputs_markdown,
+    local_display,
+    model_input,
+    publish,
+    stage_key,
+    stage_progress,
+    store_cache,
+)
 
 STAGE = "profile"
 STATS_DIR = "stats.zarr"
@@ -104,12 +112,15 @@ def profile_part(
 def profile_task(model: ModelConfig, cfg: ProfileConfig, data_key: str, store: str) -> str:
     """Record per-neuron activation statistics of both modules."""
     with stage_progress(STAGE, profile_key(model, cfg, data_key), "profiling") as on_progress:
-        key = build_profile(model, cfg, data_key, store, on_progress=on_progress)
+        key = build_profile(
+            model, cfg, data_key, store, progress=not local_display(), on_progress=on_progress
+        )
     m = ArtifactStore(store).open(STAGE, key).manifest
     create_markdown_artifact(
         key="profile-summary",
         markdown=f"# Profile `{key}`\n\nmodel fingerprint `{m.metrics['fingerprint'][:16]}`, "
-        f"{m.metrics['samples']} samples, conditions: {', '.join(m.metrics['conditions'])}\n",
+        f"{m.metrics['samples']} samples, conditions: {', '.join(m.metrics['conditions'])}\n\n"
+        + inputs_markdown(store, STAGE, key),
         description=key,
     )
     return key

@@ -14,7 +14,7 @@ from mnaft_core.selection.from_profile import select_from_profile, write_selecti
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.selection.specificity import specificity_markdown
 from storage import ArtifactStore
-from tasks._stage import publish, show_pictures, stage_key, store_cache
+from tasks._stage import inputs_markdown, publish, show_pictures, stage_key, store_cache
 from tasks.profile import STATS_DIR
 
 STAGE = "select"
@@ -55,7 +55,8 @@ def select_task(cfg: SelectConfig, profile_key: str, store: str) -> str:
     test = specificity_markdown(metrics["specificity"], metrics["overlap"])
     create_markdown_artifact(
         key=f"mask-{cfg.method}",
-        markdown=f"# Mask `{key}` ({cfg.method})\n\n{test}\n{show_pictures(store, STAGE, key)}\n",
+        markdown=f"# Mask `{key}` ({cfg.method})\n\n{inputs_markdown(store, STAGE, key)}\n{test}\n"
+        f"{show_pictures(store, STAGE, key)}\n",
         description=key,
     )
     return key

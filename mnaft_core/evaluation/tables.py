@@ -90,11 +90,14 @@ def chrf_pivot(
     for s in systems:
         row = [labels.get(s, s)]
         for d in directions:
-            r = cells.get((s, d))
-            one_seed = r is not None and r.get("seeds", 1) <= 1
-            text = "" if r is None else mean_std(r["chrf_mean"], None if one_seed else r.get("chrf_std"))
-            bold = r is not None and s in bold_best_of and r["chrf_mean"] == best[d]
-            row.append(f"**{text}**" if bold and text else text)
+            cell = cells.get((s, d))
+            if cell is None:
+                row.append("")
+                continue
+            one_seed = cell.get("seeds", 1) <= 1
+            text = mean_std(cell["chrf_mean"], None if one_seed else cell.get("chrf_std"))
+            bold = s in bold_best_of and cell["chrf_mean"] == best[d]
+            row.append(f"**{text}**" if bold else text)
         rows.append(row)
     return ["system", *directions], rows
 

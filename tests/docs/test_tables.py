@@ -51,3 +51,29 @@ def test_a_changed_result_file_makes_the_check_fail(tmp_path: Path, monkeypatch:
 def test_a_bad_marker_names_the_document_and_file() -> None:
     with pytest.raises(tables.TableError, match=r"X.md: table 'bench bench/results/nope.json main'.*nope"):
         tables.render("<!-- table: bench bench/results/nope.json main -->\n<!-- /table -->\n", "X.md")
+
+
+def test_record_turns_an_evaluation_into_a_result_file_the_tables_read(tmp_path: Path) -> None:
+    import polars as pl
+
+    from mnaft_core.evaluation.report import score_outputs, write_report
+    from storage import ArtifactStore, content_key
+
+    rows = [
+        {"sample_id": f"s{i}", "system": sys, "seed": seed, "direction": "en-de", "src_lang": "en",
+         "tgt_lang": "de", "source": f"Word {i}", "reference": f"Wort {i}", "hypothesis": hyp}
+        for i in range(4)
+        for sys, seed, hyp in (("base", 0, "Word"), ("mnaft", 0, f"Wort {i}"), ("mnaft", 1, "Wort"))
+    ]  # fmt: skip
+    store, key = str(tmp_path / "store"), content_key("evaluate", {}, {"t": 1}, "v")
+    with ArtifactStore(store).writer("evaluate", key, params={"t": 1}) as w:
+        write_report(w.dir, score_outputs(pl.DataFrame(rows)))
+    out = tmp_path / "run.json"
+    assert tables.main(["--record", key[:8], "--store", store, "--machine", "test box", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["machine"] == "test box" and data["samples_per_direction"] == 4
+    assert data["bold_best_of"] == ["mnaft"]
+    table = tables._chrf(str(out), data)
+    mnaft = next(r for r in data["aggregate"] if r["system"] == "mnaft")
+    assert f"| mnaft | **{mnaft['chrf_mean']:.2f} ± {mnaft['chrf_std']:.2f}** |" in table
+    assert "test box" in table

@@ -142,6 +142,38 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     assert Plan(changed).keys() == new
 
 
+def test_each_stage_artifact_links_to_its_inputs_artifacts(
+    prefect_harness: None, config: PipelineConfig
+) -> None:
+    """The UI can be followed back from a fine-tuning run: finetune -> mask -> profile -> data."""
+    from flows.pipeline import mnaft_flow
+
+    keys = mnaft_flow(config)  # cached when the test above ran: its artifacts are on the server
+
+    def versions(artifact: str, key: str) -> list[Any]:
+        """Every version of ``artifact`` made for ``key`` (its description names the key)."""
+        with get_client(sync_client=True) as client:
+            flt = ArtifactFilter(key=ArtifactFilterKey(any_=[artifact]))
+            found = [a for a in client.read_artifacts(artifact_filter=flt) if key in (a.description or "")]
+        assert found, f"no {artifact} artifact for {key}"
+        return found
+
+    chain = [
+        ("finetune-mnaft-run", keys["finetune:mnaft:0"], "mask", "mask-mnaft", keys["select:mnaft"]),
+        ("mask-mnaft", keys["select:mnaft"], "profile", "profile-summary", keys["profile"]),
+        ("profile-summary", keys["profile"], "data", "dataset-card", keys["data"]),
+    ]
+    for artifact, key, input_name, upstream, up_key in chain:
+        text = str(versions(artifact, key)[0].data)
+        assert "## Made from" in text, text
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"- {input_name}:"))
+        assert f"`{up_key}`" in line and f"[{upstream}](" in line, line
+        linked = line.split("/artifacts/artifact/")[1].split(")")[0]
+        assert linked in {str(a.id) for a in versions(upstream, up_key)}, line  # that key's very version
+    evaluation = str(versions("evaluation-report", keys["evaluate"])[0].data)
+    assert f"finetune:lora:0: finetune `{keys['finetune:lora:0']}` ([finetune-lora-run](" in evaluation
+
+
 def test_checkpoints_announce_themselves_and_get_reprofiled_once(
     prefect_harness: None, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -183,6 +183,11 @@ def test_mnaft_deploy_registers_every_flow_on_the_live_server(server: str, tmp_p
     assert isinstance(automations, list)
     triggered = [a for a in automations if "mnaft.checkpoint.created" in json.dumps(a["trigger"])]
     assert triggered and triggered[0]["actions"][0]["deployment_id"] == deps["profile-checkpoint"]["id"]
+    # the run form shows each parameter with its description (Args docstrings, pydantic Field texts)
+    OUTPUT.mkdir(exist_ok=True)
+    form = _chromium(f"{server}/deployments/deployment/{deps['profile']['id']}/run",
+                     screenshot=OUTPUT / "ui-run-form.png")  # fmt: skip
+    assert "split the shards over" in form and "dataset artifact key or unique prefix" in form
     again = subprocess.run([sys.executable, "-m", "flows.cli", "deploy", "--config", str(config)],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr  # re-deploying updates in place
