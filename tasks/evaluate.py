@@ -23,6 +23,7 @@ from storage.http import http_base, public_url
 from tasks._stage import (
     INLINE_MAX_BYTES,
     inputs_markdown,
+    local_display,
     model_input,
     publish,
     stage_key,
@@ -71,7 +72,9 @@ def build_evaluate(
                 candidates.append(
                     Candidate(system, int(seed), art.local_path(MODEL_DIR), art.manifest.metrics)
                 )
-        metrics = evaluate(model, candidates, samples, cfg, out, on_progress=on_progress)
+        metrics = evaluate(
+            model, candidates, samples, cfg, out, on_progress=on_progress, progress=not local_display()
+        )
         write_gallery(pl.read_parquet(out / "outputs.parquet"), {s.id: s.pil() for s in samples}, out)
         return metrics
 

@@ -89,8 +89,11 @@ def evaluate(
     *,
     baseline: str = "mnaft",
     on_progress: ProgressFn | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every system, write outputs.parquet + report.{json,md} + scores.png; return the headline."""
+    """Run every system, write outputs.parquet + report.{json,md} + scores.png; return the headline.
+
+    ``progress=False``: no per-batch bars (the caller shows one display for the whole stage)."""
     phases, done = 1 + int(cfg.cascade) + len(candidates), 0
 
     def advance() -> None:
@@ -102,7 +105,7 @@ def evaluate(
     table: list[Row] = []
     retained: list[dict[str, Any]] = []
     inputs = inputs_of(samples)
-    gen, quiet = Generation.of(cfg), Generation.of(cfg, progress=False)
+    gen, quiet = Generation.of(cfg, progress=progress), Generation.of(cfg, progress=False)
     base_system = load_direct(BASE, base, gen)
     table += run_system(base_system, samples, inputs)[0]
     extra: dict[str, Any] = {}
