@@ -142,7 +142,7 @@ class NeuronMask:
         }
         _validate(self, str(path))  # never write what load would refuse
         save_file(tensors, str(path), metadata=metadata)
-        sort_safetensors_metadata(path)  # equal masks, equal bytes
+        sort_safetensors_metadata(Path(path))  # equal masks, equal bytes
 
     @classmethod
     def load(cls, path: str | Path) -> NeuronMask:
