@@ -10,6 +10,7 @@ BENCHMARKS = [
     ["bench.profile_overhead"],
     ["bench.profile_overhead", "--taylor"],
     ["bench.generation"],
+    ["bench.data_import", "--sizes", "10000,100000"],
 ]
 
 if __name__ == "__main__":

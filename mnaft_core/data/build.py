@@ -276,6 +276,7 @@ def _write_rows(
     parts: int,
     progress: bool,
 ) -> dict[str, str]:
+    """Render or carry the rows of this part into ``sink``; the first no-font error per direction."""
     fonts = FontLibrary.discover(cfg.render.font_dirs)
     reader = ImageReader()
     cache: dict[tuple[str, str], Rendered] = {}

@@ -116,7 +116,9 @@ class Mit10mSource(StrictModel):
     them): one JSON record per line with `id`, `img` (`<archive>/<file>`), `src_lang`, `tgt_lang`,
     `src_text`, `tgt_text`, `split`, `cate_id`, `cate_name`, `difficulty`, `box_cnt`. Images are looked
     up as `<path>/<img>` (or under `images/`), else inside the per-language archive `<archive>.zip`
-    (member `<img>` or `<file>`), read from the zip without extracting it.
+    (member `<img>` or `<file>`), read from the zip without extracting it. The card names three image
+    sizes but no field for them that we could check: `sizes` filters on `size_field` (default `size`)
+    and says so when records lack it.
     """
 
     kind: Literal["mit10m"] = "mit10m"

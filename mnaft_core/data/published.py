@@ -240,7 +240,7 @@ def read_ocrmt30k(src: Ocrmt30kSource, bad: BadInput, reader: ImageReader) -> It
                 str(files[0].parent),
                 "line files of different lengths: "
                 + ", ".join(f"{f.name} {n} lines" for f, n in zip(files, lengths, strict=True))
-                + f" (skipping split {published} whole)",
+                + f"; split {published!r} cannot be aligned",
             )
             continue
         if lengths[0] == 0:
