@@ -11,7 +11,7 @@ from flows.cli import app
 from mnaft_core.models.loading import resolve
 from mnaft_core.organism.config import BootstrapConfig, OrganismConfig
 from storage import ArtifactStore
-from tests.mnaft_core.models.test_organism import TOY, toy  # noqa: F401 - the toy dataset fixture
+from tests.mnaft_core.organism.test_organism import TOY, toy  # noqa: F401 - the toy dataset fixture
 
 
 @pytest.mark.usefixtures("prefect_harness")
