@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.deploy import deployment_specs
+from flows.deploy import MULTINODE_POOL, MULTINODE_TEMPLATE, deployment_specs
 from mnaft_core.config import load_config
 from tasks.finetune import CHECKPOINT_EVENT
 
@@ -35,3 +35,11 @@ def test_specs_cover_every_flow_on_the_right_pool() -> None:
 def test_no_scan_without_a_location() -> None:
     names = {s.name for s in deployment_specs(load_config(ROOT / "configs/demo.yaml"))}
     assert "scan-checkpoints" not in names and "profile-checkpoint" in names
+
+
+def test_multinode_finetune_goes_to_the_kubernetes_pool() -> None:
+    cfg = load_config(ROOT / "configs/demo.yaml", {"finetune.settings.nodes": 2})
+    specs = {s.name: s for s in deployment_specs(cfg)}
+    assert specs["finetune"].pool == MULTINODE_POOL
+    assert specs["finetune"].parameters["config"]["nodes"] == 2
+    assert specs["profile"].pool == "gpu" and MULTINODE_TEMPLATE.exists()
