@@ -73,19 +73,21 @@ class Rendezvous:
     run_id: str  # one rendezvous per flow run
     shared_dir: Path
 
-    ENV = ("MNAFT_NODES", "MNAFT_NODE_INDEX", "MNAFT_JOB_NAME", "MNAFT_RDZV_SERVICE", "MNAFT_SHARED_DIR",
-           "PREFECT__FLOW_RUN_ID")  # fmt: skip
+    ENV = ("MNAFT_NODES", "MNAFT_NODE_INDEX", "MNAFT_SHARED_DIR", "PREFECT__FLOW_RUN_ID")
+    K8S_ENV = ("MNAFT_JOB_NAME", "MNAFT_RDZV_SERVICE")  # unless MNAFT_RDZV_ENDPOINT and MNAFT_NODE_ADDR
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Rendezvous:
         env = dict(os.environ) if env is None else env
-        missing = [k for k in cls.ENV if not env.get(k)]
+        direct = bool(env.get("MNAFT_RDZV_ENDPOINT") and env.get("MNAFT_NODE_ADDR"))
+        missing = [k for k in cls.ENV + (() if direct else cls.K8S_ENV) if not env.get(k)]
         if missing:
             raise RuntimeError(
                 f"multi-node fine-tuning needs {', '.join(missing)} in the environment: run it from the "
                 "Kubernetes work pool of flows/k8s/finetune-multinode.json (see its README section)"
             )
-        job, svc, port = env["MNAFT_JOB_NAME"], env["MNAFT_RDZV_SERVICE"], env.get("MNAFT_RDZV_PORT", "29400")
+        job, svc = env.get("MNAFT_JOB_NAME", ""), env.get("MNAFT_RDZV_SERVICE", "")
+        port = env.get("MNAFT_RDZV_PORT", "29400")
         index = int(env["MNAFT_NODE_INDEX"])
         # outside Kubernetes (bare metal, Slurm) the two addresses can be given directly
         endpoint = env.get("MNAFT_RDZV_ENDPOINT") or f"{job}-0.{svc}:{port}"

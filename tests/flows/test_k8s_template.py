@@ -150,8 +150,23 @@ def test_the_service_gives_the_pods_their_names() -> None:
 
 
 def test_node_zero_refuses_what_other_nodes_cannot_read(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match=r"needs MNAFT_NODES, .*PREFECT__FLOW_RUN_ID in the environment"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"needs MNAFT_NODES, .*PREFECT__FLOW_RUN_ID, MNAFT_JOB_NAME, MNAFT_RDZV_SERVICE in the env",
+    ):
         Rendezvous.from_env({"MNAFT_NODE_INDEX": "0"})
+    bare = {
+        "MNAFT_NODES": "2",
+        "MNAFT_NODE_INDEX": "1",
+        "MNAFT_SHARED_DIR": "/s",
+        "PREFECT__FLOW_RUN_ID": "r",
+    }
+    with pytest.raises(RuntimeError, match="MNAFT_JOB_NAME, MNAFT_RDZV_SERVICE in the environment"):
+        Rendezvous.from_env(bare)
+    direct = Rendezvous.from_env(
+        {**bare, "MNAFT_RDZV_ENDPOINT": "10.0.0.1:29400", "MNAFT_NODE_ADDR": "10.0.0.2"}
+    )
+    assert (direct.endpoint, direct.node_addr, direct.node_index) == ("10.0.0.1:29400", "10.0.0.2", 1)
     rdzv = Rendezvous(2, 0, "h:1", "h", "run", tmp_path / "shared")
     (tmp_path / "shared").mkdir()
     spec = LaunchSpec({}, {"nodes": 2}, str(tmp_path / "local-data"), str(tmp_path / "shared" / "run"),
