@@ -4,7 +4,8 @@ mnaft_core.training.launch SPEC.json`, one process per GPU (or CPU processes on 
 SPEC.json names the model config, the fine-tuning config, the dataset folder, an optional mask file,
 the run folder (checkpoints) and the output folder. Each rank loads the model on its own device and
 trains on its slice of every batch (DDP, or FSDP2 with ``sharding: fsdp``); rank 0 writes the
-checkpoint and ``metrics.json``, after checking that every rank ended with the same weights.
+checkpoint and ``metrics.json`` (under DDP after checking that every rank ended with the same weights;
+under FSDP2 one copy exists, gathered on rank 0).
 
 Across nodes, run the same module under torchrun with a c10d rendezvous (``--nnodes N
 --rdzv-backend c10d --rdzv-endpoint HOST:PORT``); ``flows/k8s`` holds the Kubernetes job template.
@@ -207,6 +208,13 @@ def gather_checksums(sums: torch.Tensor) -> list[torch.Tensor]:
     return gathered
 
 
+def _replicas_agree(module: torch.nn.Module) -> None:
+    """Every DDP replica ended training with the same weights (a collective)."""
+    gathered = gather_checksums(_checksum(module, collective_device()))
+    if not all(torch.allclose(g, gathered[0], rtol=1e-6, atol=1e-6) for g in gathered):
+        raise RuntimeError(f"ranks ended with different weights: {[g.tolist() for g in gathered]}")
+
+
 def main(spec_path: str) -> None:
     spec = LaunchSpec.read(Path(spec_path))
     cuda = torch.cuda.is_available()
@@ -214,22 +222,24 @@ def main(spec_path: str) -> None:
     rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     try:
         model_cfg = ModelConfig.model_validate(spec.model)
+        cfg = FinetuneConfig.model_validate(spec.finetune)
+        sharding = resolve_sharding(cfg.method, cfg.sharding)
+        device = torch.device("cuda", local) if cuda else torch.device("cpu")
         if cuda:
             torch.cuda.set_device(local)
-            model_cfg = model_cfg.model_copy(update={"device": f"cuda:{local}"})
-        cfg = FinetuneConfig.model_validate(spec.finetune)
-        loaded = load_mllm(model_cfg)
+        # FSDP2 loads on the CPU (float32 master weights for `dtype: auto`) and moves each block's shard
+        # to the GPU as it shards it: the whole model never sits on one GPU
+        load_on = torch.device("cpu") if sharding == "fsdp" else device
+        loaded = load_mllm(model_cfg.model_copy(update={"device": str(load_on)}))
         samples = load_samples(spec.dataset_dir, "train", limit=spec.max_train or None)
         mask = NeuronMask.load(spec.mask_path) if spec.mask_path else None
+        check = _replicas_agree if sharding == "ddp" else None  # FSDP2: one copy, nothing to compare
         metrics = finetune(loaded, samples, cfg, mask, Path(spec.run_dir), Path(spec.out_dir),
-                           mask_ref=spec.mask_ref, progress=rank == 0)  # fmt: skip
-        gathered = gather_checksums(_checksum(loaded.model, collective_device()))
+                           mask_ref=spec.mask_ref, progress=rank == 0, device=device,
+                           after_training=check)  # fmt: skip
         if rank == 0:
-            agree = all(torch.allclose(g, gathered[0], rtol=1e-6, atol=1e-6) for g in gathered)
-            if not agree:
-                raise RuntimeError(f"ranks ended with different weights: {[g.tolist() for g in gathered]}")
             metrics["processes"] = dist.get_world_size()
-            metrics["sharding"] = resolve_sharding(cfg.method, cfg.sharding)
+            metrics["sharding"] = sharding
             (Path(spec.out_dir) / METRICS).write_text(json.dumps(metrics, indent=2))
     finally:
         dist.destroy_process_group()
