@@ -5,7 +5,8 @@
 - ``fsdp``: ``torch.distributed.fsdp.fully_shard`` on every transformer block (the model's
   ``_no_split_modules``) and on the root: parameters, gradients and AdamW state are sharded across ranks,
   so a full fine-tune needs ~1/world of the optimizer state per device. bf16 compute on CUDA through
-  ``MixedPrecisionPolicy`` (gradients reduced in float32).
+  ``MixedPrecisionPolicy`` (gradients reduced in float32). The module may arrive on the CPU: each
+  ``fully_shard`` call moves only its block's shard to the device.
 
 NCCL takes CUDA tensors only, gloo CPU ones: every collective of the project goes through
 ``collective_device`` / ``check_collective`` so a tensor on the wrong device fails loudly here, not as a
