@@ -221,7 +221,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "bench.train_step", *sys.argv[1:], "--one", m]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:  # e.g. a full fine-tune that does not fit: recorded, the others still run
-            rows.append({"method": m, "error": done.stderr.strip().splitlines()[-1:]})
+            rows.append({"method": m, "error": done.stderr.strip().splitlines()[-3:]})
             continue
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     by = {r["method"]: r for r in rows if "error" not in r}

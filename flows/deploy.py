@@ -19,6 +19,9 @@ from tasks.finetune import CHECKPOINT_EVENT
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_STAGES = {"profile", "finetune", "evaluate"}
+# finetune.settings.nodes > 1: a Kubernetes pool whose jobs are N GPU pods in one torchrun rendezvous
+MULTINODE_POOL = "gpu-multinode"
+MULTINODE_TEMPLATE = ROOT / "flows" / "k8s" / "finetune-multinode.json"
 
 
 @dataclass
@@ -54,10 +57,14 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
         "evaluate": {"config": c},
     }
     specs = [DeploymentSpec("mnaft", "flows/pipeline.py:mnaft_flow", "cpu", {"config": c})]
+
+    def pool(stage: str) -> str:
+        if stage == "finetune" and cfg.finetune.settings.nodes > 1:
+            return MULTINODE_POOL
+        return "gpu" if stage in GPU_STAGES else "cpu"
+
     specs += [
-        DeploymentSpec(
-            stage, f"flows/stages.py:{stage}_flow", "gpu" if stage in GPU_STAGES else "cpu", params
-        )
+        DeploymentSpec(stage, f"flows/stages.py:{stage}_flow", pool(stage), params)
         for stage, params in stage_params.items()
     ]
     organism = load_model(ROOT / "configs" / "organism.yaml", BootstrapConfig).model_dump(mode="json")
@@ -90,7 +97,10 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
 
 
 def ensure_pools(names: set[str]) -> list[str]:
-    """Create the missing work pools (process type, as `mnaft worker` serves them); the names created."""
+    """Create the missing work pools (process type, as `mnaft worker` serves them; the multi-node pool
+    as Kubernetes type with the committed job template); the names created."""
+    import json
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
@@ -101,7 +111,12 @@ def ensure_pools(names: set[str]) -> list[str]:
             try:
                 client.read_work_pool(name)
             except ObjectNotFound:
-                client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+                if name == MULTINODE_POOL:
+                    template = json.loads(MULTINODE_TEMPLATE.read_text())
+                    pool = WorkPoolCreate(name=name, type="kubernetes", base_job_template=template)
+                else:
+                    pool = WorkPoolCreate(name=name, type="process")
+                client.create_work_pool(pool)
                 created.append(name)
     return created
 

@@ -18,7 +18,7 @@ from mnaft_core.selection.from_profile import MASK_FILE
 from mnaft_core.selection.mask import NeuronMask
 from mnaft_core.training.config import FinetuneConfig
 from mnaft_core.training.finetune import MODEL_DIR, finetune
-from mnaft_core.training.launch import METRICS, LaunchSpec, run_torchrun
+from mnaft_core.training.launch import METRICS, LaunchSpec, Rendezvous, lead, run_torchrun
 from storage import ArtifactStore
 from tasks._stage import (
     artifact_key,
@@ -63,12 +63,17 @@ def build_finetune(
         dataset = st.open("data", data_key).local_dir()
         mask_path = st.open("select", mask_key).local_path(MASK_FILE) if mask_key else None
         run_dir = st.cache_dir.parent / "runs" / f"{STAGE}-{key}"  # checkpoints survive a killed run
-        if cfg.processes > 1:  # data parallel: torchrun starts one process per GPU (gloo on CPU)
+        if cfg.processes > 1 or cfg.nodes > 1:  # torchrun: one process per GPU (gloo on CPU)
             run_dir.mkdir(parents=True, exist_ok=True)
             spec = LaunchSpec(model.model_dump(mode="json"), cfg.model_dump(mode="json"), str(dataset),
                               str(run_dir), str(out), str(mask_path) if mask_path else None,
-                              mask_key or "", max_train).write(run_dir / "launch.json")  # fmt: skip
-            code = run_torchrun(spec, cfg.processes, on_progress=on_progress)
+                              mask_key or "", max_train)  # fmt: skip
+            if cfg.nodes > 1:  # this pod is node 0 of the multi-node job template
+                code = lead(spec, cfg.processes, Rendezvous.from_env(), on_progress=on_progress)
+            else:
+                code = run_torchrun(
+                    spec.write(run_dir / "launch.json"), cfg.processes, on_progress=on_progress
+                )
             if code != 0:
                 raise RuntimeError(f"torchrun exited with {code}; checkpoints kept in {run_dir}")
             metrics = dict(json.loads((out / METRICS).read_text()))

@@ -53,6 +53,13 @@ class FinetuneConfig(StrictModel):
         description="data-parallel processes on this machine (torchrun --nproc_per_node; one per GPU): "
         "each takes a slice of every batch, gradients are averaged",
     )
+    nodes: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="machines (pods) in the run, each with `processes` processes: > 1 runs torchrun with "
+        "a c10d rendezvous from the Kubernetes work pool template flows/k8s/finetune-multinode.json",
+    )
     sharding: Literal["auto", "ddp", "fsdp"] = Field(
         "auto",
         description="with processes > 1: ddp replicates the model and reduces the trainable gradients "

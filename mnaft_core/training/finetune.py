@@ -7,7 +7,7 @@ batch one direction, so mnaft can switch on that direction's language-specific n
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,16 @@ def finetune(
     data_ref: str = "",
     progress: bool = True,
     on_progress: ProgressFn | None = None,
+    device: torch.device | None = None,
+    after_training: Callable[[torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train, then save the merged model as a standard checkpoint (base dtype, processor, model card) and,
-    for mnaft, the neuron delta of the saved weights; returns metrics."""
+    for mnaft, the neuron delta of the saved weights; returns metrics.
+
+    ``device``: where to train (default: where the model was loaded; FSDP2 loads on the CPU).
+    ``after_training`` is called with the trained module on every rank, before the export (the launcher
+    checks there that the replicas agree).
+    """
     model = loaded.model
     if getattr(model, "hf_device_map", None):
         raise ValueError(
@@ -73,13 +80,15 @@ def finetune(
         image_translation_collate(loaded.processor, samples),
         cfg,
         run_dir,
-        loaded.device,
+        device or loaded.device,
         progress=progress,
         on_progress=on_progress,
     )
-    merged = trainable.merged()
-    if world()[0] != 0:  # under torchrun, rank 0 writes the checkpoint
+    if after_training is not None:
+        after_training(trainable.module)
+    if world()[0] != 0:  # under torchrun, rank 0 writes the checkpoint (and alone holds FSDP's gather)
         return {"method": cfg.method, "steps": result.steps, "final_loss": result.final_loss}
+    merged = trainable.merged()
     out_dir.mkdir(parents=True, exist_ok=True)
     card = {
         "base_model": loaded.source,

@@ -5,7 +5,8 @@
 - ``fsdp``: ``torch.distributed.fsdp.fully_shard`` on every transformer block (the model's
   ``_no_split_modules``) and on the root: parameters, gradients and AdamW state are sharded across ranks,
   so a full fine-tune needs ~1/world of the optimizer state per device. bf16 compute on CUDA through
-  ``MixedPrecisionPolicy`` (gradients reduced in float32).
+  ``MixedPrecisionPolicy`` (gradients reduced in float32). The module may arrive on the CPU: each
+  ``fully_shard`` call moves only its block's shard to the device.
 
 NCCL takes CUDA tensors only, gloo CPU ones: every collective of the project goes through
 ``collective_device`` / ``check_collective`` so a tensor on the wrong device fails loudly here, not as a
@@ -96,8 +97,8 @@ def wrap(
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    for p in module.parameters():  # every rank shards the same values (LoRA's random init included)
-        dist.broadcast(check_collective(p.data), 0)
+    # No broadcast: the module may still be on the CPU (NCCL takes CUDA tensors), and every rank built
+    # the same values (one checkpoint; LoRA's init seeded by finetune.seed)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     policy = fsdp_mixed_precision(device, bf16)
     blocks = _block_classes(module)
@@ -175,17 +176,22 @@ def load_full_state(
 
 @torch.no_grad()
 def gather_in_place(module: nn.Module) -> None:
-    """Replace every sharded parameter by its full value on every rank, for export after training.
-
-    The FSDP hooks stay registered: the module is for saving and merging, not for more sharded steps.
+    """After sharded training: rank 0's parameters become the full values on its CPU (a collective;
+    the other ranks keep their shards). Gathered one parameter at a time, so no device ever holds the
+    whole model. The FSDP hooks stay: the module is for merging and saving, not for more sharded steps.
     """
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+    full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not full:  # ranks other than 0
+        return
     done: dict[int, nn.Parameter] = {}
-    for sub in module.modules():
+    for prefix, sub in module.named_modules():
         for name, p in list(sub._parameters.items()):
-            if isinstance(p, DTensor):
-                if id(p) not in done:  # tied weights stay tied
-                    full = p.full_tensor()
-                    done[id(p)] = nn.Parameter(full, requires_grad=p.requires_grad)
-                sub._parameters[name] = done[id(p)]
+            if p is None:
+                continue
+            if id(p) not in done:  # tied weights stay tied
+                value = full[f"{prefix}.{name}" if prefix else name]
+                assert isinstance(value, torch.Tensor)
+                done[id(p)] = nn.Parameter(value, requires_grad=p.requires_grad)
+            sub._parameters[name] = done[id(p)]

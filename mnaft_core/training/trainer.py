@@ -164,11 +164,12 @@ def train(
     torch.manual_seed(cfg.seed)
     if not trainable.parameters():
         raise TrainingError("nothing to train: the method left no trainable parameter")
-    module = trainable.module.to(device)
+    sharding = parallel.resolve_sharding(cfg.method, cfg.sharding) if size > 1 else None
+    # FSDP2 moves each block's shard to the device as it shards it; everything else moves whole
+    module = trainable.module if sharding == "fsdp" else trainable.module.to(device)
     module.train()
     if cfg.gradient_checkpointing and not parallel.enable_activation_checkpointing(module):
         raise TrainingError(f"gradient_checkpointing: {type(module).__name__} does not support it")
-    sharding = parallel.resolve_sharding(cfg.method, cfg.sharding) if size > 1 else None
     step_module = module
     if sharding is not None:
         # DDP must find unused parameters where a batch trains only some of them: mnaft's other
@@ -293,7 +294,7 @@ def train(
     opt_bytes, n_params = optimizer_state_bytes(opt), sum(p.numel() for p in params)
     if sharding == "fsdp":
         del opt, params, named
-        parallel.gather_in_place(module)  # full weights on every rank: merge, export, checksum
+        parallel.gather_in_place(module)  # full weights on rank 0's CPU, for the merge and export
     return TrainResult(
         steps=state.step,
         final_loss=loss_value,

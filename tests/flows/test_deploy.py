@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.deploy import deployment_specs
+from flows.deploy import MULTINODE_POOL, MULTINODE_TEMPLATE, deployment_specs
 from mnaft_core.config import load_config
 from tasks.finetune import CHECKPOINT_EVENT
 
@@ -51,3 +51,11 @@ def test_stage_deployments_run_from_the_ui_with_their_defaults() -> None:
         flow.validate_parameters(spec.parameters)  # raises on a missing or ill-typed parameter
         if spec.name in ("profile", "select", "finetune", "evaluate"):
             assert spec.parameters == {"config": cfg.model_dump(mode="json")}
+
+
+def test_multinode_finetune_goes_to_the_kubernetes_pool() -> None:
+    cfg = load_config(ROOT / "configs/demo.yaml", {"finetune.settings.nodes": 2})
+    specs = {s.name: s for s in deployment_specs(cfg)}
+    assert specs["finetune"].pool == MULTINODE_POOL
+    assert specs["finetune"].parameters["config"]["finetune"]["settings"]["nodes"] == 2
+    assert specs["profile"].pool == "gpu" and MULTINODE_TEMPLATE.exists()

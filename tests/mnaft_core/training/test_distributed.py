@@ -67,11 +67,14 @@ def _launch(setup: tuple[Path, Path], tmp: Path, processes: int, method: str) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["lora", "full"])
-def test_two_gloo_processes_train_in_lockstep(setup: tuple[Path, Path], tmp_path: Path, method: str) -> None:
+def test_two_gloo_processes_train_in_lockstep(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """Full fine-tuning through the launcher: FSDP2 over 2 processes, gathered for the export. (LoRA
+    through torchrun: tests/flows/test_finetune_torchrun.py and test_multinode.py; every method's
+    exact equivalence: test_parallel.py.)"""
+    method = "full"
     two = _launch(setup, tmp_path / "two", 2, method)  # rank 0 checks that both ranks ended equal
     metrics = json.loads((two / METRICS).read_text())
-    assert metrics["processes"] == 2 and metrics["steps"] == 3
+    assert metrics["processes"] == 2 and metrics["steps"] == 3 and metrics["sharding"] == "fsdp"
     assert (two / "model" / "config.json").exists()
     log = [json.loads(ln) for ln in (two / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]  # one log line per step: rank 0 writes alone
@@ -83,7 +86,7 @@ def test_two_gloo_processes_train_in_lockstep(setup: tuple[Path, Path], tmp_path
     base = load_file(str(setup[0] / "model.safetensors"))
     changed = [k for k in base if not torch.equal(base[k], b[k])]
     assert changed  # training did something
-    # halves of each batch, gradients averaged ~ the whole batch (token weighting differs slightly)
+    # each rank's half of a batch weighted by its share of the target tokens: the whole batch's gradient
     diff = sum(float((a[k].float() - b[k].float()).norm() ** 2) for k in changed) ** 0.5
     update = sum(float((b[k].float() - base[k].float()).norm() ** 2) for k in changed) ** 0.5
-    assert diff < 0.5 * update, (diff, update)
+    assert diff < 1e-4 * update, (diff, update)  # measured 4e-6 x update (float32 summation order)
