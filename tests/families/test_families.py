@@ -113,9 +113,10 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     folder = save_lookalike(family, root / family)
     model = ModelConfig(name_or_path=str(folder), device="cpu")
     lap("build")
+    batch = FAMILIES[family].batch
     profile = build_profile(
         model,
-        ProfileConfig(max_samples_per_direction=4, batch_size=4, shard_size=4),
+        ProfileConfig(max_samples_per_direction=4, batch_size=batch, shard_size=4),
         data_key,
         store,
         progress=False,
@@ -123,7 +124,7 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     lap("profile")
     mask = build_select(SelectConfig(lape=LapeConfig(top_rate=0.05), layer_fraction=1.0), profile, store)
     lap("select")
-    tune = FinetuneConfig(steps=2, batch_size=2, warmup_steps=0, checkpoint_every=2)
+    tune = FinetuneConfig(steps=2, batch_size=batch, warmup_steps=0, checkpoint_every=2)
     mnaft = build_finetune(model, tune, data_key, mask, store, max_train=8)
     lora = build_finetune(
         model, tune.model_copy(update={"method": "lora"}), data_key, None, store, max_train=8
@@ -132,7 +133,7 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     evaluate = EvaluateConfig(
         max_samples_per_direction=2,
         max_new_tokens=3,
-        batch_size=4,
+        batch_size=batch,
         cascade=False,
         own_cascade=False,
         significance_samples=0,
