@@ -88,7 +88,8 @@ def family_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     if out and state["results"]:
         path = Path(out)
         old = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps({**old, **state["results"]}, indent=2, sort_keys=True) + "\n")
+        old["families"] = {**old.get("families", {}), **state["results"]}
+        path.write_text(json.dumps(old, indent=2, ensure_ascii=False) + "\n")
 
 
 @pytest.mark.parametrize("family", [_param(f) for f in FAMILIES])
@@ -191,5 +192,6 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
         "seconds": seconds,
         "stages": ["profile", "select", "finetune", "evaluate", "translate"],
         "plain_reload": reload,
+        "default": family in DEFAULT,
         "test": f"tests/families/test_families.py::{NAME}[{family}]",
     }
