@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
 from typer.testing import CliRunner
 
 from mnaft_core.data.config import DataConfig
@@ -30,7 +31,8 @@ from mnaft_core.profiling.runner import ProfileConfig
 from mnaft_core.selection.lape import LapeConfig
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.training.config import FinetuneConfig
-from mnaft_core.training.finetune import MODEL_DIR
+from mnaft_core.training.export import apply_neuron_delta
+from mnaft_core.training.finetune import DELTA_FILE, MODEL_DIR
 from storage import ArtifactStore
 from tests.families.lookalike import FAMILIES, save_lookalike
 from tests.families.reload import draw_image, plain, project
@@ -176,6 +178,11 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     assert mask in (merged / "README.md").read_text()
     tok_cfg = json.loads((merged / "tokenizer_config.json").read_text())
     assert not {"local_files_only", "is_local"} & set(tok_cfg)
+    # the neuron delta alone turns the untouched bf16 base into the merged checkpoint, bit for bit
+    base = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.bfloat16)
+    apply_neuron_delta(base, st.open("finetune", mnaft).local_path(DELTA_FILE))
+    saved = AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.bfloat16).state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in base.state_dict().items()), family
     torchvision = importlib.util.find_spec("torchvision") is not None
     if family in NEEDS_VIDEO and not torchvision:
         with pytest.raises(AssertionError, match="torchvision"):
