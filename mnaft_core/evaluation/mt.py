@@ -64,8 +64,8 @@ class NllbTranslator:
             )
             raise MtError(
                 f"cannot load MT model {name_or_path!r} from the {where}: download it once where the hub "
-                f"is reachable (`hf download {name_or_path}`), or pass a folder holding a save_pretrained "
-                f"NLLB/M2M100 checkpoint ({type(err).__name__})"
+                f"is reachable (`hf download {name_or_path}`), or pass a local folder holding a "
+                f"save_pretrained NLLB/M2M100 checkpoint ({type(err).__name__})"
             ) from err
         self.model.eval()
         self.device = device
