@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -56,9 +57,15 @@ class NllbTranslator:
                 name_or_path, dtype=dtype, local_files_only=local_files_only
             ).to(device)
         except OSError as err:
+            from huggingface_hub import constants
+
+            where = (
+                "folder" if Path(name_or_path).exists() else f"Hugging Face cache {constants.HF_HUB_CACHE}"
+            )
             raise MtError(
-                f"cannot load MT model {name_or_path!r}: {err}. Offline, pass a local folder holding a "
-                "save_pretrained NLLB/M2M100 checkpoint"
+                f"cannot load MT model {name_or_path!r} from the {where}: download it once where the hub "
+                f"is reachable (`hf download {name_or_path}`), or pass a local folder holding a "
+                f"save_pretrained NLLB/M2M100 checkpoint ({type(err).__name__})"
             ) from err
         self.model.eval()
         self.device = device

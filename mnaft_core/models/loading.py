@@ -87,16 +87,24 @@ def _hub_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     }
 
 
+def hub_cache_dir() -> Path:
+    """Where transformers looks for hub ids: the Hugging Face cache (HF_HUB_CACHE, or HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
 def _explain(source: str, cfg: ModelConfig, err: Exception) -> ModelLoadError:
+    if Path(source).exists():
+        detail = " ".join(f"{type(err).__name__}: {err}".split())
+        return ModelLoadError(f"could not load model {source!r}: the folder exists but transformers could "
+                              f"not read it ({detail})")  # fmt: skip
     offline = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
-    hint = (
-        "no local folder has that name and the hub is not reachable"
-        + (" (offline mode)" if offline else "")
-        + f"; download it where the hub is reachable (`hf download {source}`) and pass the folder"
-        if not Path(source).exists()
-        else "the folder exists but transformers could not read it"
+    where = f"the Hugging Face cache {hub_cache_dir()}" + (" (offline)" if offline else " or the hub")
+    return ModelLoadError(
+        f"model {source!r} is not a local folder and is not in {where}: download it once where the hub "
+        f"is reachable (`hf download {source}`), or pass a folder"
     )
-    return ModelLoadError(f"could not load model {source!r}: {hint}. ({type(err).__name__}: {err})")
 
 
 def load_processor(source: str, cfg: ModelConfig) -> Any:

@@ -81,16 +81,15 @@ def image_only(cls: type[ProcessorMixin]) -> type[ProcessorMixin]:
 
 
 def _standard_class(processor: Any) -> type[ProcessorMixin]:
-    """The transformers class a saved folder names: the stock class, or PaddleOCRVLProcessor for an image-only
-    Qwen-family processor (the stock Qwen classes cannot load without torchvision)."""
+    """The transformers class a saved folder names: the stock class, PaddleOCRVLProcessor for an image-only
+    Qwen-family processor (the stock Qwen classes cannot load without torchvision), or the processor's own
+    class when it is no transformers class (remote code the user opted into: saved as it is)."""
     if isinstance(processor, QWEN_PROCESSORS) and not hasattr(processor, "video_processor"):
         return PaddleOCRVLProcessor
     for klass in type(processor).__mro__:
         if klass.__module__.startswith("transformers.") and issubclass(klass, ProcessorMixin):
             return klass
-    raise TypeError(
-        f"{type(processor).__name__} is no transformers processor; cannot save it in standard form"
-    )
+    return type(processor)
 
 
 def clean_tokenizer_config(folder: Path, named_tokens: dict[str, str] | None = None) -> None:

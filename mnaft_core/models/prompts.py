@@ -81,7 +81,11 @@ def messages(ex: Example) -> list[dict[str, Any]]:
 
 
 def _image_token_id(processor: Any) -> int | None:
-    tid = getattr(processor, "image_token_id", None)
+    """The id of the tokens that carry the image: the tokenizer's named image token where it has one
+    (Gemma 3's processor names its begin-of-image token instead), else the processor's."""
+    tid = getattr(processor.tokenizer, "image_token_id", None)
+    if not isinstance(tid, int):
+        tid = getattr(processor, "image_token_id", None)
     if tid is None and getattr(processor, "image_token", None) is not None:
         tid = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
     return int(tid) if tid is not None else None
@@ -96,8 +100,9 @@ def encode(processor: Any, examples: Sequence[Example], *, with_target: bool) ->
         processor.apply_chat_template(messages(e), add_generation_prompt=True, tokenize=False)
         for e in examples
     ]
-    images = [e.image.convert("RGB") for e in examples if e.image is not None]
-    enc = processor(text=prompts, images=images or None, padding=False)
+    # one list of images per prompt: every processor takes it, and some (Gemma 3) need it in a batch
+    images = [[e.image.convert("RGB")] if e.image is not None else [] for e in examples]
+    enc = processor(text=prompts, images=images if any(images) else None, padding=False)
     eos = tok.eos_token or ""
     responses: list[list[int]] = []
     for e in examples:

@@ -69,6 +69,9 @@ class Family:
     hub_id: str  # the real checkpoint this folder looks like
     build: Callable[[], tuple[Any, Any]]  # -> (model, processor)
     eos: list[int]
+    # samples a step: full-vocabulary logits of long image prompts are the memory peak (InternVL: 4 tiles
+    # x 256 tokens x 151,674 logits x 4 bytes = 0.7 GB a sample, about 3x that with the backward pass)
+    batch: int = 2
 
 
 QWEN_SPECIALS = {
@@ -355,8 +358,8 @@ FAMILIES: dict[str, Family] = {
     "qwen2.5-vl": Family("qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct", qwen2_5_vl, [151645, 151643]),
     "qwen3-vl": Family("qwen3-vl", "Qwen/Qwen3-VL-2B-Instruct", qwen3_vl, [151645, 151643]),
     "llava": Family("llava", "llava-hf/llava-1.5-7b-hf", llava_1_5, [2]),
-    "gemma3": Family("gemma3", "google/gemma-3-4b-it", gemma3, [1, 106]),
-    "internvl": Family("internvl", "OpenGVLab/InternVL3-1B-hf", internvl, [151645]),
+    "gemma3": Family("gemma3", "google/gemma-3-4b-it", gemma3, [1, 106], batch=1),
+    "internvl": Family("internvl", "OpenGVLab/InternVL3-1B-hf", internvl, [151645], batch=1),
 }
 
 
@@ -377,4 +380,53 @@ def save_lookalike(family: str, folder: Path, seed: int = 0) -> Path:
     pre.write_text(
         json.dumps({**json.loads(pre.read_text()), "processor_class": type(processor).__name__}, indent=2)
     )
+    return folder
+
+
+def save_nllb_lookalike(folder: Path, seed: int = 0) -> Path:
+    """facebook/nllb-200-distilled-600M's layout: M2M100 (FFN 4,096; 1+1 layers, hidden shrunk), the
+    NllbTokenizer with all 202 language codes at their real ids (eng_Latn 256047, deu_Latn 256042,
+    zho_Hans 256200, <mask> 256203), vocabulary 256,206."""
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    bpe.train_from_iterator(
+        CORPUS * 4, trainers.BpeTrainer(vocab_size=300, special_tokens=specials, show_progress=False)
+    )
+    state = json.loads(bpe.to_str())["model"]
+    vocab: dict[str, int] = dict(state["vocab"])
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    for i in range(len(vocab), 256001):
+        vocab[f"<filler_{i}>"] = i
+    for i, code in enumerate(FAIRSEQ_LANGUAGE_CODES):
+        vocab[code] = 256001 + i
+    vocab["<mask>"] = 256001 + len(FAIRSEQ_LANGUAGE_CODES)
+    tok = T.NllbTokenizer(
+        vocab=vocab,
+        merges=merges,
+        additional_special_tokens=list(FAIRSEQ_LANGUAGE_CODES),
+        src_lang="eng_Latn",
+    )
+    torch.manual_seed(seed)
+    cfg = T.M2M100Config(
+        vocab_size=256206,
+        d_model=HIDDEN,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_ffn_dim=4096,
+        decoder_ffn_dim=4096,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        max_position_embeddings=1024,
+        scale_embedding=True,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+    )
+    model = T.M2M100ForConditionalGeneration(cfg)
+    model.to(torch.float32).save_pretrained(folder)
+    tok.save_pretrained(folder)
     return folder

@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
 from typer.testing import CliRunner
 
 from mnaft_core.data.config import DataConfig
@@ -30,7 +31,8 @@ from mnaft_core.profiling.runner import ProfileConfig
 from mnaft_core.selection.lape import LapeConfig
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.training.config import FinetuneConfig
-from mnaft_core.training.finetune import MODEL_DIR
+from mnaft_core.training.export import apply_neuron_delta
+from mnaft_core.training.finetune import DELTA_FILE, MODEL_DIR
 from storage import ArtifactStore
 from tests.families.lookalike import FAMILIES, save_lookalike
 from tests.families.reload import draw_image, plain, project
@@ -88,7 +90,8 @@ def family_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     if out and state["results"]:
         path = Path(out)
         old = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps({**old, **state["results"]}, indent=2, sort_keys=True) + "\n")
+        old["families"] = {**old.get("families", {}), **state["results"]}
+        path.write_text(json.dumps(old, indent=2, ensure_ascii=False) + "\n")
 
 
 @pytest.mark.parametrize("family", [_param(f) for f in FAMILIES])
@@ -113,9 +116,10 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     folder = save_lookalike(family, root / family)
     model = ModelConfig(name_or_path=str(folder), device="cpu")
     lap("build")
+    batch = FAMILIES[family].batch
     profile = build_profile(
         model,
-        ProfileConfig(max_samples_per_direction=4, batch_size=4, shard_size=4),
+        ProfileConfig(max_samples_per_direction=4, batch_size=batch, shard_size=4),
         data_key,
         store,
         progress=False,
@@ -123,7 +127,7 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     lap("profile")
     mask = build_select(SelectConfig(lape=LapeConfig(top_rate=0.05), layer_fraction=1.0), profile, store)
     lap("select")
-    tune = FinetuneConfig(steps=2, batch_size=2, warmup_steps=0, checkpoint_every=2)
+    tune = FinetuneConfig(steps=2, batch_size=batch, warmup_steps=0, checkpoint_every=2)
     mnaft = build_finetune(model, tune, data_key, mask, store, max_train=8)
     lora = build_finetune(
         model, tune.model_copy(update={"method": "lora"}), data_key, None, store, max_train=8
@@ -132,7 +136,7 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     evaluate = EvaluateConfig(
         max_samples_per_direction=2,
         max_new_tokens=3,
-        batch_size=4,
+        batch_size=batch,
         cascade=False,
         own_cascade=False,
         significance_samples=0,
@@ -174,6 +178,11 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
     assert mask in (merged / "README.md").read_text()
     tok_cfg = json.loads((merged / "tokenizer_config.json").read_text())
     assert not {"local_files_only", "is_local"} & set(tok_cfg)
+    # the neuron delta alone turns the untouched bf16 base into the merged checkpoint, bit for bit
+    base = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.bfloat16)
+    apply_neuron_delta(base, st.open("finetune", mnaft).local_path(DELTA_FILE))
+    saved = AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.bfloat16).state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in base.state_dict().items()), family
     torchvision = importlib.util.find_spec("torchvision") is not None
     if family in NEEDS_VIDEO and not torchvision:
         with pytest.raises(AssertionError, match="torchvision"):
@@ -190,5 +199,6 @@ def test_family_runs_every_stage_and_reloads_in_plain_transformers(
         "seconds": seconds,
         "stages": ["profile", "select", "finetune", "evaluate", "translate"],
         "plain_reload": reload,
+        "default": family in DEFAULT,
         "test": f"tests/families/test_families.py::{NAME}[{family}]",
     }
