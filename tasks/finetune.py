@@ -67,7 +67,7 @@ def build_finetune(
             run_dir.mkdir(parents=True, exist_ok=True)
             spec = LaunchSpec(model.model_dump(mode="json"), cfg.model_dump(mode="json"), str(dataset),
                               str(run_dir), str(out), str(mask_path) if mask_path else None,
-                              mask_key or "", max_train)  # fmt: skip
+                              mask_key or "", max_train, data_key)  # fmt: skip
             if cfg.nodes > 1:  # this pod is node 0 of the multi-node job template
                 code = lead(spec, cfg.processes, Rendezvous.from_env(), on_progress=on_progress)
             else:

@@ -48,6 +48,7 @@ class LaunchSpec:
     mask_path: str | None = None
     mask_ref: str = ""
     max_train: int = 0
+    data_ref: str = ""  # the dataset's artifact key, for the model card
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -235,7 +236,7 @@ def main(spec_path: str) -> None:
         mask = NeuronMask.load(spec.mask_path) if spec.mask_path else None
         check = _replicas_agree if sharding == "ddp" else None  # FSDP2: one copy, nothing to compare
         metrics = finetune(loaded, samples, cfg, mask, Path(spec.run_dir), Path(spec.out_dir),
-                           mask_ref=spec.mask_ref, progress=rank == 0, device=device,
+                           mask_ref=spec.mask_ref, data_ref=spec.data_ref, progress=rank == 0, device=device,
                            after_training=check)  # fmt: skip
         if rank == 0:
             metrics["processes"] = dist.get_world_size()
