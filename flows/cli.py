@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.errors import DEBUG_ENV, ErrorLines
 from mnaft_core.config import DEFAULT_STORE, ConfigError, PipelineConfig, load_config, load_model
+from mnaft_core.images import DEFAULT_MAX_PIXELS, ImageInputError, open_rgb
 from storage import ArtifactStore, StoreError, plan_gc, run_gc
 from storage.inspect import summarize
 
@@ -18,6 +20,7 @@ app = typer.Typer(
     help="MNAFT: modality neuron-aware fine-tuning of multimodal LLMs for image translation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=ErrorLines,  # every failure: one line naming what is at fault, non-zero exit (flows/errors.py)
 )
 artifacts_app = typer.Typer(help="Inspect, verify and clean the artifact store.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
@@ -31,6 +34,16 @@ StoreOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config YAML")]
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar=DEBUG_ENV, help="print the traceback of a failure")
+    ] = False,
+) -> None:
+    ctx.meta["mnaft.debug"] = debug
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
@@ -279,9 +292,16 @@ def store_server_cmd(
 
 @app.command("config")
 def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
-    """Validate a config file and print it with every default filled in."""
+    """Validate a config file and print it with every default filled in; then check what can be
+    checked without running (language tags, model resolvable offline, paths exist)."""
+    from mnaft_core.checks import check_config
+
     cfg = _config(config, None)
     print(json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    if problems := check_config(cfg):
+        for line in problems:
+            err_console.print(f"[bold red]error:[/] {config}: {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _keys_table(title: str, keys: dict[str, str]) -> Table:
@@ -405,10 +425,11 @@ def translate(
     batch_size: int = 8,
     max_new_tokens: int = 64,
     device: str = "auto",
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="refuse larger images undecoded (width x height)")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Translate the text shown in images; unreadable files are reported and skipped."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Translate the text shown in images; unreadable or oversized files are reported and skipped."""
     from mnaft_core.models.config import ModelConfig
     from mnaft_core.models.loading import ModelLoadError, load_mllm
     from mnaft_core.models.prompts import Example, generate
@@ -428,13 +449,11 @@ def translate(
     failed = 0
     for img_path in images:
         try:
-            with Image.open(img_path) as im:
-                good.append((img_path, Example("translate_image", source, to, image=im.convert("RGB"))))
-        except (OSError, UnidentifiedImageError) as err:
+            image = open_rgb(img_path, max_pixels)
+            good.append((img_path, Example("translate_image", source, to, image=image)))
+        except ImageInputError as err:
             failed += 1
-            err_console.print(
-                f"[red]{img_path}[/]: cannot read image ({err})", highlight=False, soft_wrap=True
-            )
+            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
     outs = generate(loaded.model, loaded.processor, [e for _, e in good], max_new_tokens=max_new_tokens,
                     batch_size=batch_size)  # fmt: skip
     for (img_path, _), text in zip(good, outs, strict=True):

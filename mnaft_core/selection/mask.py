@@ -132,7 +132,7 @@ class NeuronMask:
             "counts": canonical_json(self.counts()),
         }
         save_file(tensors, str(path), metadata=metadata)
-        sort_safetensors_metadata(path)  # equal masks, equal bytes
+        sort_safetensors_metadata(Path(path))  # equal masks, equal bytes
 
     @classmethod
     def load(cls, path: str | Path) -> NeuronMask:
