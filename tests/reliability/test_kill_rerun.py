@@ -132,3 +132,42 @@ def test_killed_builder_then_rerun_publishes_identical_files(
            "nothing complete after the kill; rerun's sha256s equal the uninterrupted run's")  # fmt: skip
     record("concurrent builds", f"{stage}: second builder while the first holds the key", "clear error",
            "BuildLockedError names pid, host, since (MNAFT_LOCK_WAIT=0); by default it waits")  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+def test_concurrent_profile_runs_build_once_and_both_get_the_result(
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe's case: two `mnaft profile` of one key shared a staging folder; the second crashed."""
+    st = tiny.copy_store(tmp_path / "store", keep=("data",))
+    key = tiny.keys["profile"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    # The child pauses after its first shard (so this process surely comes in mid-build), then finishes.
+    child_src = CHILD.replace("time.sleep(600)", "time.sleep(3)")
+    child = subprocess.Popen(
+        [sys.executable, "-c", child_src, str(_spec(tiny, tmp_path / "spec.json")), "profile",
+         "after first shard", st.root],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "READY"
+        built: list[str] = []
+        real = ArtifactStore.writer
+
+        def counted(self: ArtifactStore, stage: str, k: str, **kw: object):  # type: ignore[no-untyped-def]
+            built.append(stage)
+            return real(self, stage, k, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ArtifactStore, "writer", counted)
+        assert tiny.build("profile", st.root) == key  # waits for the child, then reuses its artifact
+        out, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+    assert child.returncode == 0 and "FINISHED" in out, err
+    assert built == [], "the second builder built nothing"
+    assert sha256s(st, "profile", key) == sha256s(ArtifactStore(tiny.store), "profile", key)
+    record("concurrent builds", "profile: two builders of one key, the second waits (default)", "recovered",
+           "built once; the second gets the first one's artifact")  # fmt: skip
