@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.console import print_table, setup_output
+from flows.errors import DEBUG_ENV, ErrorLines
 from mnaft_core.config import DEFAULT_STORE, ConfigError, PipelineConfig, load_config, load_model
+from mnaft_core.images import DEFAULT_MAX_PIXELS, ImageInputError, open_rgb
 from storage import ArtifactStore, StoreError, plan_gc, run_gc
 from storage.inspect import summarize
 
@@ -20,6 +22,7 @@ app = typer.Typer(
     help="MNAFT: modality neuron-aware fine-tuning of multimodal LLMs for image translation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=ErrorLines,  # every failure: one line naming what is at fault, non-zero exit (flows/errors.py)
 )
 artifacts_app = typer.Typer(help="Inspect, verify and clean the artifact store.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
@@ -36,12 +39,17 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config
 
 
 @app.callback()
-def main(
+def _main(
+    ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="keep third-party progress bars and warnings")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar=DEBUG_ENV, help="print the traceback of a failure")
+    ] = False,
 ) -> None:
     """MNAFT: modality neuron-aware fine-tuning of multimodal LLMs for image translation."""
+    ctx.meta["mnaft.debug"] = debug
     setup_output(verbose)
 
 
@@ -295,9 +303,16 @@ def store_server_cmd(
 
 @app.command("config")
 def show_config(config: ConfigOpt = Path("configs/demo.yaml")) -> None:
-    """Validate a config file and print it with every default filled in."""
+    """Validate a config file and print it with every default filled in; then check what can be
+    checked without running (language tags, model resolvable offline, paths exist)."""
+    from mnaft_core.checks import check_config
+
     cfg = _config(config, None)
     print(json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    if problems := check_config(cfg):
+        for line in problems:
+            err_console.print(f"[bold red]error:[/] {config}: {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @app.command("profile")
@@ -454,16 +469,17 @@ def translate(
             help="write IMAGE with each detected text box replaced by its translation (one IMAGE only)",
         ),
     ] = None,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="refuse larger images undecoded (width x height)")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Translate the text shown in images; unreadable files are reported and skipped.
+    """Translate the text shown in images; unreadable or oversized files are reported and skipped.
 
     With --render OUT.png the text boxes are found by the cascade's detector (rapidocr), each box is
     translated by the model, and the translations are drawn over the boxes into OUT.png.
     """
     if render is not None and len(images) != 1:
         raise _fail(f"--render {render}: takes exactly one IMAGE, got {len(images)}", 2)
-    from PIL import Image, UnidentifiedImageError
-
     from mnaft_core.evaluation.systems import Generation, ImageInput, MllmDirect, ReadThenTranslate
     from mnaft_core.models.config import ModelConfig
     from mnaft_core.models.loading import ModelLoadError, load_mllm
@@ -488,19 +504,17 @@ def translate(
     kind = MllmDirect if system == "direct" else ReadThenTranslate
     translator = kind(system, loaded.model, loaded.processor, gen)
     if render is not None:
-        _render(images[0], render, translator, source, to, as_json)
+        _render(images[0], render, translator, source, to, as_json, max_pixels)
         return
     good: list[tuple[Path, ImageInput]] = []
     failed = 0
     for img_path in images:
         try:
-            with Image.open(img_path) as im:
-                good.append((img_path, ImageInput(im.convert("RGB"), source, to)))
-        except (OSError, UnidentifiedImageError) as err:
+            image = open_rgb(img_path, max_pixels)
+            good.append((img_path, ImageInput(image, source, to)))
+        except ImageInputError as err:
             failed += 1
-            err_console.print(
-                f"[red]{img_path}[/]: cannot read image ({err})", highlight=False, soft_wrap=True
-            )
+            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
     outs = translator.translate([x for _, x in good]).hypotheses if good else []
     for (img_path, _), text in zip(good, outs, strict=True):
         if as_json:
@@ -511,18 +525,17 @@ def translate(
         raise typer.Exit(1)
 
 
-def _render(image: Path, out: Path, translator: Any, source: str, to: str, as_json: bool) -> None:
-    from PIL import Image, UnidentifiedImageError
-
+def _render(
+    image: Path, out: Path, translator: Any, source: str, to: str, as_json: bool, max_pixels: int
+) -> None:
     from mnaft_core.evaluation.ocr import OcrConfig, OcrError, make_ocr
     from mnaft_core.evaluation.systems import ImageInput
     from mnaft_core.viz.overlay import translate_image
 
     try:
-        with Image.open(image) as im:
-            picture = im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as err:
-        raise _fail(f"{image}: cannot read image ({err})") from err
+        picture = open_rgb(image, max_pixels)
+    except ImageInputError as err:
+        raise _fail(str(err)) from err
     try:
         engine = make_ocr(OcrConfig())
     except OcrError as err:

@@ -90,7 +90,7 @@ def significance(df: pl.DataFrame, baseline: str, n_samples: int = 1000) -> pl.D
     df = check_outputs(df)
     rows = []
     for (direction, seed), part in df.group_by(["direction", "seed"], maintain_order=True):
-        systems = part["system"].unique().to_list()
+        systems = part["system"].unique(maintain_order=True).to_list()  # stable: equal runs, equal bytes
         if baseline not in systems:
             continue
         ref_part = part.filter(pl.col("system") == baseline).sort("sample_id")
@@ -169,13 +169,13 @@ def write_report(
     if sig is not None and sig.height:
         pv = (
             sig.filter(pl.col("p_value").is_not_null())
-            .group_by(["system", "direction", "metric"])
+            .group_by(["system", "direction", "metric"], maintain_order=True)
             .agg(pl.col("p_value").max().alias("max p over seeds"))
         )
         md += [
             "## Paired bootstrap against the baseline",
             "",
-            _md_table(pv.sort(["direction", "system"]), "{:.4f}"),
+            _md_table(pv.sort(["direction", "system", "metric"]), "{:.4f}"),
             "",
         ]
     if retention is not None and retention.height:

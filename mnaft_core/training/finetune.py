@@ -25,7 +25,7 @@ from mnaft_core.training.trainer import METRICS_LOG, TrainResult, train, world
 
 MODEL_DIR = "model"
 DELTA_FILE = "neuron_delta.safetensors"
-RUN_ONLY = ("seconds", "tokens_per_s", "resumed_from")  # facts about one run, not about its result
+RUN_ONLY = ("seconds", "tokens_per_s", "tokens", "resumed_from")  # about one run, not its result
 
 
 def image_translation_collate(processor: Any, samples: Sequence[Sample]):  # type: ignore[no-untyped-def]
