@@ -18,6 +18,8 @@ KIND says how FILE (a path from the repository root) becomes a table:
   ``date``, ``machine``, ``labels``) as systems x directions chrF++;
 - ``retention``: the same file's ``retention`` and ``cost`` rows;
 - ``organism``: the organism's ``manifest.json`` against its targets;
+- ``families``: the model families x stages table and the memory-by-formula table (``docs/families.json``,
+  rendered by ``docs/families.py``);
 - ``bench``: table NAME of a benchmark result (``bench/results/*.json``: ``columns`` of ``{label,
   cell}`` templates over ``rows``).
 
@@ -34,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from docs import families
 from mnaft_core.evaluation.tables import Table, chrf_pivot, markdown, template_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,9 +134,13 @@ def render_spec(spec: str) -> str:
         return _retention(path, data)
     if kind == "organism":
         return _organism(path, data)
+    if kind == "families":
+        return families.render(data)
     if kind == "bench" and len(rest) == 1:
         return _bench(path, data, rest[0])
-    raise TableError(f"marker {spec!r}: expected 'chrf|retention|organism FILE' or 'bench FILE NAME'")
+    raise TableError(
+        f"marker {spec!r}: expected 'chrf|retention|organism|families FILE' or 'bench FILE NAME'"
+    )
 
 
 def render(text: str, doc: str = "document") -> str:
