@@ -530,7 +530,7 @@ def _render(
 ) -> None:
     from mnaft_core.evaluation.ocr import OcrConfig, OcrError, make_ocr
     from mnaft_core.evaluation.systems import ImageInput
-    from mnaft_core.viz.overlay import translate_image
+    from mnaft_core.evaluation.overlay import translate_image
 
     try:
         picture = open_rgb(image, max_pixels)

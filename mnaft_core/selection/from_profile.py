@@ -112,7 +112,8 @@ def write_selection(result: SelectionResult, out: Path, root: zarr.Group | None 
     }
     if result.specificity is not None:
         result.specificity.table.write_parquet(out / "specificity.parquet")
-        specificity_plot(result.specificity, out / "specificity.png")
+        spec = result.specificity
+        specificity_plot(spec.table, spec.null, spec.metrics, out / "specificity.png")
         summary["specificity"] = result.specificity.metrics
     if result.overlap is not None:
         result.overlap.write_parquet(out / "overlap.parquet")

@@ -4,6 +4,7 @@ image- vs text-instruction overlap."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,14 +12,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
-from mnaft_core.selection.specificity import SpecificityResult
 
-
-def specificity_plot(result: SpecificityResult, out: Path) -> Path:
+def specificity_plot(
+    table: pl.DataFrame, null_draws: dict[str, NDArray[np.float64]], metrics: dict[str, Any], out: Path
+) -> Path:
     """Per module: the selected neurons' observed entropies over their pooled null; and every firing
-    neuron's sorted p-values against the Benjamini-Hochberg line."""
-    table, metrics = result.table, result.metrics
+    neuron's sorted p-values against the Benjamini-Hochberg line (``SpecificityResult``'s parts)."""
     modules = table["module"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(2, len(modules), figsize=(5 * len(modules), 7), squeeze=False)
     fdr = metrics["fdr"]
@@ -28,7 +29,7 @@ def specificity_plot(result: SpecificityResult, out: Path) -> Path:
         sub = table.filter(pl.col("module") == module)
         sel = sub.filter(pl.col("selected"))
         ax = axes[0, col]
-        null = result.null.get(module, np.zeros((0, 0))).ravel()
+        null = null_draws.get(module, np.zeros((0, 0))).ravel()
         obs = sel["entropy"].to_numpy()
         null, obs = null[np.isfinite(null)], obs[np.isfinite(obs)]
         if obs.size:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from mnaft_core.profiling.stats import HostStats
 from mnaft_core.profiling.zarr_stats import Condition, ModuleShape, create_layout, write_shard
-from mnaft_core.selection.from_profile import select_from_profile, write_selection
+from mnaft_core.selection.from_profile import SITE_PARAMETERS, select_from_profile, write_selection
 from mnaft_core.selection.lape import LapeConfig
 from mnaft_core.selection.select import SelectConfig
 from mnaft_core.selection.specificity import (
@@ -33,6 +33,12 @@ MODULES = {
     "vision": ModuleShape(2, 40, ("v.0", "v.1")),
     "language": ModuleShape(2, 60, ("l.0", "l.1")),
 }
+# what a real profile records of the model's sites (select copies it onto the mask)
+SITES = {
+    SITE_PARAMETERS: {
+        site: {f"{site}.up.weight": 0, f"{site}.down.weight": 1} for m in MODULES.values() for site in m.sites
+    }
+}
 PLANTED = 8  # neurons 0..7 of layer 1 fire for German (source or target), hardly otherwise
 TOKENS = {"image": (300.0, 40.0, 60.0), "text": (0.0, 60.0, 60.0)}  # image, instruction, response
 
@@ -42,7 +48,9 @@ def _profile(path: Path, planted: bool, seed: int = 0) -> zarr.Group:
     per-token null would be wrong, and the planted neurons' rate depends on the language."""
     rng = np.random.default_rng(seed)
     shard_cond = [c for c in range(len(CONDS)) for _ in range(SLICES)]
-    root = create_layout(path, CONDS, shard_cond, MODULES, {"fingerprint": "f" * 64, "data_key": "d"})
+    root = create_layout(
+        path, CONDS, shard_cond, MODULES, {"fingerprint": "f" * 64, "data_key": "d", **SITES}
+    )
     base = {m: rng.uniform(0.1, 0.5, (s.layers, s.neurons)) for m, s in MODULES.items()}
     for shard, c in enumerate(shard_cond):
         cond = CONDS[c]
@@ -150,7 +158,7 @@ def test_overlap_on_known_sets() -> None:
 
 def test_one_slice_per_direction_is_flagged_and_configs_are_checked(tmp_path: Path) -> None:
     shard_cond = list(range(len(CONDS)))  # one shard per condition: 4 slices
-    root = create_layout(tmp_path / "p.zarr", CONDS, shard_cond, MODULES, {"fingerprint": "f" * 64})
+    root = create_layout(tmp_path / "p.zarr", CONDS, shard_cond, MODULES, {"fingerprint": "f" * 64, **SITES})
     for shard in shard_cond:
         st = {m: HostStats.zeros(s.layers, s.neurons) for m, s in MODULES.items()}
         for h in st.values():
@@ -171,6 +179,6 @@ def test_one_slice_per_direction_is_flagged_and_configs_are_checked(tmp_path: Pa
 
 
 def test_unfinished_profile_is_refused(tmp_path: Path) -> None:
-    root = create_layout(tmp_path / "p.zarr", CONDS, [0, 1], MODULES, {"fingerprint": "f" * 64})
+    root = create_layout(tmp_path / "p.zarr", CONDS, [0, 1], MODULES, {"fingerprint": "f" * 64, **SITES})
     with pytest.raises(ValueError, match="unfinished shards"):
         slice_counts(root, "language")

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from mnaft_core.evaluation.metrics import error_rate
 from mnaft_core.evaluation.ocr import OcrConfig, join_lines, make_ocr
-from mnaft_core.viz.overlay import translate_image
+from mnaft_core.evaluation.overlay import translate_image
 from mnaft_core.viz.text import font_for
 
 ROOT = Path(__file__).resolve().parents[3]
