@@ -53,7 +53,14 @@ def data_flow(config: DataConfig, store: str = DEFAULT_STORE, parts: int = 1) ->
 
 @flow(name="data-part", log_prints=True)
 def data_part_flow(config: DataConfig, store: str, part: int, parts: int) -> str:
-    """Rows ``part`` of ``parts`` of a data import, written into its shared staging folder."""
+    """Rows ``part`` of ``parts`` of a data import, written into its shared staging folder.
+
+    Args:
+        config: the data stage, as the data flow that started this part has it
+        store: artifact store URL; a folder every part can write (local or shared mount)
+        part: which part this run imports (0-based)
+        parts: how many parts the import is split into
+    """
     return data_part_task(config, store, part, parts)
 
 

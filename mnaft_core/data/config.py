@@ -121,7 +121,7 @@ class Mit10mSource(StrictModel):
     and says so when records lack it.
     """
 
-    kind: Literal["mit10m"] = "mit10m"
+    kind: Literal["mit10m"] = Field("mit10m", description="source type")
     path: Path = Field(description="the MIT-10M folder (holding train/ and test/)")
     languages: list[LangTag] = Field(
         default_factory=list, description="keep pairs whose both languages are listed; empty = all"
@@ -154,7 +154,7 @@ class Ocrmt30kSource(StrictModel):
     `x1,y1,...,xn,yn,text` (the box polygon, then the text).
     """
 
-    kind: Literal["ocrmt30k"] = "ocrmt30k"
+    kind: Literal["ocrmt30k"] = Field("ocrmt30k", description="source type")
     path: Path = Field(description="the v2.0 folder (holding whole_image_v2/ and after_proprecess/)")
     boxes: Literal["auto", "whole"] = Field(
         "auto",
@@ -180,7 +180,7 @@ class ManifestColumns(StrictModel):
 class ManifestSource(StrictModel):
     """Any image-translation dataset: a CSV/TSV/JSONL/Parquet manifest of image paths and texts."""
 
-    kind: Literal["manifest"] = "manifest"
+    kind: Literal["manifest"] = Field("manifest", description="source type")
     path: Path = Field(description="manifest file (.csv, .tsv, .jsonl or .parquet)")
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field("auto", description="auto = by suffix")
     columns: ManifestColumns = Field(default_factory=ManifestColumns, description="column mapping")

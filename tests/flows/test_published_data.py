@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from flows.cli import app
 from mnaft_core.config import load_config
 from mnaft_core.models.tiny import save_tiny
-from mnaft_core.training.config import FinetuneConfig
 from storage import ArtifactStore
 from tests import published_layouts as layouts
 
@@ -46,6 +45,11 @@ def test_data_cli_then_finetune_and_evaluate_on_published_layouts(
                         {"kind": "manifest", "path": str(manifest), "columns": layouts.MANIFEST_COLUMNS},
                     ],
                 },
+                "finetune": {
+                    "settings": {"steps": 2, "batch_size": 4, "warmup_steps": 0, "checkpoint_every": 2},
+                    "systems": [{"name": "lora", "method": "lora"}],
+                    "seeds": [0],
+                },
                 "evaluate": {
                     "max_samples_per_direction": 2,
                     "max_new_tokens": 4,
@@ -69,10 +73,9 @@ def test_data_cli_then_finetune_and_evaluate_on_published_layouts(
     again = CliRunner().invoke(app, ["data", "--config", str(cfg_file)])  # one part: the same artifact
     assert again.exit_code == 0 and f"data: {key}" in again.output
 
-    cfg = load_config(cfg_file)
-    settings = FinetuneConfig(method="lora", steps=2, batch_size=4, warmup_steps=0, checkpoint_every=2)
-    ft = finetune_flow(cfg.model, settings, data_key=key, store=str(store))
-    ev = evaluate_flow(cfg.model, cfg.evaluate, {"lora": {0: ft}}, data_key=key, store=str(store))
+    cfg = load_config(cfg_file)  # the stages find the dataset this config makes: the one built above
+    ft = finetune_flow(cfg, system="lora", seed=0)
+    ev = evaluate_flow(cfg, {"lora": [ft]}, data_key=key)
     report = json.loads(ArtifactStore(str(store)).open("evaluate", ev).read_bytes("report.json"))
     assert {r["direction"] for r in report["scores"]} == {"en-zh", "en-ja", "zh-en", "ja-en"}
     toks = {re.search(r"tok:([\w-]+)", s).group(1) for s in report["signatures"]["bleu"]}  # type: ignore[union-attr]
