@@ -94,11 +94,20 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def _looks_like_path(source: str) -> bool:
+    """A folder path, not a hub id (``ORG/NAME``): absolute, relative to . or ~, or deeper than ORG/NAME."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
 def _explain(source: str, cfg: ModelConfig, err: Exception) -> ModelLoadError:
     if Path(source).exists():
         detail = " ".join(f"{type(err).__name__}: {err}".split())
         return ModelLoadError(f"could not load model {source!r}: the folder exists but transformers could "
                               f"not read it ({detail})")  # fmt: skip
+    if _looks_like_path(source):
+        return ModelLoadError(
+            f"could not load model {source!r}: no such folder (a hub id is ORG/NAME; a path must exist)"
+        )
     offline = cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1"
     where = f"the Hugging Face cache {hub_cache_dir()}" + (" (offline)" if offline else " or the hub")
     return ModelLoadError(

@@ -59,7 +59,7 @@ def test_stages_through_a_pipe_print_no_third_party_noise_and_whole_tables(tmp_p
     build_data(cfg.data, cfg.store)
 
     finetuned = _mnaft("finetune", "-c", str(config), "--method", "full", api_url=api_url)
-    key = finetuned.split("finetune (full): ")[1].split()[0]
+    key = finetuned.split("finetune (full, seed 0): ")[1].split()[0]
     evaluated = _mnaft("evaluate", "-c", str(config), "--checkpoint", f"full={key}", api_url=api_url)
     log = finetuned + evaluated
     for noise in NOISE:
