@@ -65,7 +65,9 @@ def data_part_flow(config: DataConfig, store: str, part: int, parts: int) -> str
 
 
 def _run_part_flows(deployment: str, local: Any, args: dict[str, Any], parts: int) -> None:
-    """Run ``parts`` part flows: subflows one after another locally, all at once when deployed."""
+    """Run ``parts`` part flows: subflows one after another locally, all at once when deployed
+    (``timeout=0`` starts every part before waiting for any: a blocking call per part would serialise
+    them)."""
     from prefect import runtime
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -109,7 +111,8 @@ def profile_flow(config: PipelineConfig, data_key: str | None = None, parts: int
         raise ValueError(f"parts must be at least 1, got {parts}")
     store, data = config.store, resolve_data(config, data_key)
     if parts > 1:
-        _run_parts(config.model, config.profile, data, store, parts)
+        args = {"model": config.model, "config": config.profile, "data_key": data, "store": store}
+        _run_part_flows("profile-part/profile-part", profile_part_flow, args, parts)
     return profile_task(config.model, config.profile, data, store)
 
 
@@ -128,35 +131,6 @@ def profile_part_flow(
         parts: how many parts the shards are split over
     """
     return profile_part_task(model, config, data_key, store, part, parts)
-
-
-def _run_parts(model: ModelConfig, config: ProfileConfig, data_key: str, store: str, parts: int) -> None:
-    from prefect import runtime
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-
-    args = {"model": model, "config": config, "data_key": data_key, "store": store, "parts": parts}
-    if runtime.deployment.id is None:  # a local run: the parts are subflows, one after another
-        for part in range(parts):
-            profile_part_flow(model, config, data_key, store, part, parts)
-        return
-    # timeout=0: start every part before waiting for any (a blocking call per part would serialise them)
-    started = [
-        run_deployment(
-            "profile-part/profile-part", parameters={**args, "part": part}, timeout=0, as_subflow=True
-        )
-        for part in range(parts)
-    ]
-    with get_client(sync_client=True) as client:
-        runs = [r.id for r in started]  # type: ignore[union-attr]
-        while True:
-            states = [client.read_flow_run(i).state for i in runs]
-            if all(st is not None and st.is_final() for st in states):
-                break
-            time.sleep(10)
-    failed = [str(i) for i, st in zip(runs, states, strict=True) if not (st and st.is_completed())]
-    if failed:
-        raise RuntimeError(f"profile parts did not complete: {', '.join(failed)}; rerun to resume them")
 
 
 @flow(name="select", log_prints=True)
