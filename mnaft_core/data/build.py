@@ -295,7 +295,7 @@ def _write_rows(
                 style: dict[str, Any]
                 try:
                     if p.image_ref is not None or p.image is not None:
-                        img = _carried(p, reader, bad)
+                        img = _carried(p, reader, bad, cfg.max_pixels)
                         if img is None:
                             continue
                         data, width, height, font, boxes = img.data, img.width, img.height, "", []
@@ -333,7 +333,7 @@ def _write_rows(
     return first_error
 
 
-def _carried(p: TextPair, reader: ImageReader, bad: BadInput) -> CarriedImage | None:
+def _carried(p: TextPair, reader: ImageReader, bad: BadInput, max_pixels: int) -> CarriedImage | None:
     """A record's own image, checked (None once reported to ``bad`` as missing, unreadable or corrupt)."""
     where = p.where or "a rendered-dataset row"
     if p.image_ref is not None:
@@ -349,7 +349,7 @@ def _carried(p: TextPair, reader: ImageReader, bad: BadInput) -> CarriedImage | 
     else:
         data, box, max_side = p.image or b"", None, None
     try:
-        return carry_image(data, box, max_side)
+        return carry_image(data, box, max_side, max_pixels)
     except CorruptImageError as e:
         bad("corrupt_image", where, f"{e} in {p.image_ref or 'the image cell'}")
         return None

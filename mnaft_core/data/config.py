@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mnaft_core._base import StrictModel
+from mnaft_core.images import DEFAULT_MAX_PIXELS
 
 LangTag = Annotated[
     str, Field(min_length=2, max_length=35, description="BCP-47 language tag, e.g. de or zh-Hans")
@@ -318,6 +319,12 @@ class DataConfig(StrictModel):
     split: SplitConfig = Field(default_factory=SplitConfig, description="train/val/test split")
     render: RenderConfig = Field(default_factory=RenderConfig, description="rendering styles")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of sampling and rendering")
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="a carried image larger than this (width x height) is a bad record, refused before it "
+        "is decoded (decompression bombs)",
+    )
     skip_bad: bool = Field(
         False,
         description="skip bad records (missing or corrupt image, unknown language, misaligned line files, "

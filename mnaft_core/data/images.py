@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from mnaft_core.data.types import DataError, ImageRef
+from mnaft_core.images import DEFAULT_MAX_PIXELS
 
 
 class CorruptImageError(DataError):
@@ -88,14 +89,23 @@ def _png(im: Image.Image) -> bytes:
 
 
 def carry_image(
-    data: bytes, box: tuple[int, int, int, int] | None = None, max_side: int | None = None
+    data: bytes,
+    box: tuple[int, int, int, int] | None = None,
+    max_side: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> CarriedImage:
     """Check that ``data`` decodes completely; crop to ``box`` and shrink to ``max_side`` if asked.
 
-    Raises CorruptImageError for bytes that are not a whole image or a box that misses it.
+    Raises CorruptImageError for bytes that are not a whole image, an image over ``max_pixels`` (checked
+    from the header, before decoding), or a box that misses it.
     """
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > max_pixels:
+                raise CorruptImageError(
+                    f"{im.width}x{im.height} = {im.width * im.height:,} pixels, over data.max_pixels "
+                    f"({max_pixels:,}); not decoded"
+                )
             im.load()  # decodes every byte: a truncated file fails here, not later in training
             if box is None and (max_side is None or max(im.size) <= max_side):
                 return CarriedImage(data, im.width, im.height)

@@ -237,3 +237,15 @@ def test_manifest_fingerprint_follows_the_images_it_names(tmp_path: Path) -> Non
     assert data_fingerprints(cfg) == before
     (tmp_path / "images/en_03.png").write_bytes(layouts.image_bytes(99, fmt="PNG"))
     assert data_fingerprints(cfg) != before
+
+
+def test_images_over_the_pixel_limit_are_bad_records_refused_undecoded(mit_root: Path) -> None:
+    """``data.max_pixels`` (decompression bombs): over it, an image stops the build naming its record
+    and size, or with skip_bad is counted as corrupt; at the default the same tree builds."""
+    cfg = _mit_cfg(mit_root).model_copy(update={"max_pixels": 100})
+    over = r"\.jsonl:\d+: .*pixels, over data\.max_pixels \(100\); not decoded"
+    with pytest.raises(BadInputError, match=over):
+        build_dataset(cfg, progress=False)
+    with pytest.raises(DataError, match=r"no usable pairs .*bad records skipped \{'corrupt_image': \d+\}"):
+        build_dataset(cfg.model_copy(update={"skip_bad": True}), progress=False)  # every image is too big
+    assert build_dataset(_mit_cfg(mit_root), progress=False).table.num_rows > 0
