@@ -9,7 +9,7 @@ CONFIG ?= configs/demo.yaml
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install install-test test lint demo bench clean
+.PHONY: install install-test test test-families lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ install-test: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest -q
+
+# the model families kept out of the default suite for time (tests/families/test_families.py); CI runs them
+test-families: $(VENV)/.installed-test
+	MNAFT_FAMILIES=all $(BIN)/pytest -q -m slow tests/families/test_families.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
