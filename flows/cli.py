@@ -529,8 +529,8 @@ def _render(
     image: Path, out: Path, translator: Any, source: str, to: str, as_json: bool, max_pixels: int
 ) -> None:
     from mnaft_core.evaluation.ocr import OcrConfig, OcrError, make_ocr
-    from mnaft_core.evaluation.systems import ImageInput
     from mnaft_core.evaluation.overlay import translate_image
+    from mnaft_core.evaluation.systems import ImageInput
 
     try:
         picture = open_rgb(image, max_pixels)
