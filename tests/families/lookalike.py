@@ -45,6 +45,12 @@ def hub_tokenizer(specials: dict[int, str], named: dict[str, str]) -> T.PreTrain
     state = json.loads(base.to_str())["model"]
     vocab: dict[str, int] = dict(state["vocab"])
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    # a learned token on a special's id moves to a free id: two strings on one id decode ambiguously
+    # (which one wins varies between runs, so the pad token could silently become a new, extra token)
+    free = (i for i in range(max(specials) + 1) if i not in specials and i not in set(vocab.values()))
+    for token, i in list(vocab.items()):
+        if i in specials:
+            vocab[token] = next(free)
     taken = set(vocab.values())
     for i in range(max(specials) + 1):
         if i in specials:
@@ -72,6 +78,9 @@ class Family:
     # samples a step: full-vocabulary logits of long image prompts are the memory peak (InternVL: 4 tiles
     # x 256 tokens x 151,674 logits x 4 bytes = 0.7 GB a sample, about 3x that with the backward pass)
     batch: int = 2
+    # LoRA's target regex where the default (``.*language_model.*``) names no module: Idefics3 calls its
+    # language model ``model.text_model``
+    lora_targets: str | None = None
 
 
 QWEN_SPECIALS = {
@@ -353,6 +362,137 @@ def internvl() -> tuple[Any, Any]:
     return T.InternVLForConditionalGeneration(cfg), proc
 
 
+ONEVISION_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}"
+    "{% endfor %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ '\n' + content['text'] }}{% endfor %}{% endif %}{{ '<|im_end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def llava_onevision() -> tuple[Any, Any]:
+    """llava-hf/llava-onevision-qwen2-0.5b-ov-hf: SigLIP so400m/14-384 (MLP 4,304; 729 tokens a crop,
+    anyres_max_9 over the 36 grid pinpoints, "full" features of the last layer); Qwen2-0.5B MLP 4,864.
+
+    From transformers' ``LlavaOnevisionConfig`` defaults (its docstring names the OneVision checkpoints):
+    vision widths and geometry, image/video token ids 151646/151647, feature strategy, pinpoints. From
+    memory of the hub repo: vocabulary 152,000, tied embeddings, the chat template (``<|im_start|>role ``,
+    images first, then ``\\n`` + text), LlavaOnevisionProcessor with LlavaOnevisionImageProcessor.
+    """
+    specials = {**QWEN_SPECIALS, 151646: "<image>", 151647: "<video>"}
+    tok = hub_tokenizer(
+        specials,
+        {
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>",
+            "image_token": "<image>",
+            "video_token": "<video>",
+        },
+    )
+    cfg = T.LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": HIDDEN,
+            "intermediate_size": 4304,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 384,
+            "patch_size": 14,
+            "vision_use_head": False,
+        },
+        text_config=T.Qwen2Config(**_text(4864, 152000), tie_word_embeddings=True).to_dict(),
+        image_token_index=151646,
+        video_token_index=151647,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        tie_word_embeddings=True,
+    )
+    ip = T.LlavaOnevisionImageProcessorPil(
+        size={"height": 384, "width": 384},
+        image_grid_pinpoints=cfg.image_grid_pinpoints,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    proc = image_only(T.LlavaOnevisionProcessor)(
+        image_processor=ip,
+        tokenizer=tok,
+        num_image_tokens=729,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+        chat_template=ONEVISION_TEMPLATE,
+    )
+    return T.LlavaOnevisionForConditionalGeneration(cfg), proc
+
+
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def idefics3() -> tuple[Any, Any]:
+    """HuggingFaceTB/SmolVLM-256M-Instruct (Idefics3ForConditionalGeneration): SigLIP base/16-512 (MLP
+    3,072; pixel shuffle x4: 64 tokens a 512 tile, the image split into tiles plus a global one); SmolLM2
+    MLP 1,536, vocabulary 49,280.
+
+    From transformers' Idefics3 processor: the token strings it uses (``<fake_token_around_image>``,
+    ``<image>``, ``<global-img>``, ``<row_i_col_j>``, ``<end_of_utterance>``). From memory of the hub repo:
+    their ids (``<global-img>`` 49152, the 36 row/column tokens 49153-49188, 49189, 49190, 49279 — the
+    ids are consistent with that order), SmolLM2's own specials at 0-2, vocabulary 49,280, image_seq_len
+    64, the image processor's sizes (longest edge 2,048, tiles of 512, mean/std 0.5) and the chat
+    template (``User:<image>...<end_of_utterance>``, ``Assistant:``).
+    """
+    specials = {0: "<|endoftext|>", 1: "<|im_start|>", 2: "<|im_end|>", 49152: "<global-img>"}
+    grid = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    specials |= {49153 + i: t for i, t in enumerate(grid)}
+    specials |= {49189: "<fake_token_around_image>", 49190: "<image>", 49279: "<end_of_utterance>"}
+    tok = hub_tokenizer(
+        specials,
+        {
+            "bos_token": "<|im_start|>",
+            "eos_token": "<end_of_utterance>",
+            "pad_token": "<|im_end|>",
+            "unk_token": "<|endoftext|>",
+            "image_token": "<image>",
+            "end_of_utterance_token": "<end_of_utterance>",
+            "fake_image_token": "<fake_token_around_image>",
+            "global_image_token": "<global-img>",
+        },
+    )
+    cfg = T.Idefics3Config(
+        vision_config={
+            "hidden_size": HIDDEN,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 512,
+            "patch_size": 16,
+        },
+        text_config=T.LlamaConfig(**_text(1536, 49280), rope_theta=100000.0, pad_token_id=2).to_dict(),
+        image_token_id=49190,
+        scale_factor=4,
+        pad_token_id=2,
+    )
+    ip = T.Idefics3ImageProcessorPil(
+        do_resize=True,
+        size={"longest_edge": 2048},
+        do_image_splitting=True,
+        max_image_size={"longest_edge": 512},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    proc = T.Idefics3Processor(
+        image_processor=ip, tokenizer=tok, image_seq_len=64, chat_template=SMOLVLM_TEMPLATE
+    )
+    return T.Idefics3ForConditionalGeneration(cfg), proc
+
+
 FAMILIES: dict[str, Family] = {
     "qwen2-vl": Family("qwen2-vl", "Qwen/Qwen2-VL-2B-Instruct", qwen2_vl, [151645, 151643]),
     "qwen2.5-vl": Family("qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct", qwen2_5_vl, [151645, 151643]),
@@ -360,6 +500,17 @@ FAMILIES: dict[str, Family] = {
     "llava": Family("llava", "llava-hf/llava-1.5-7b-hf", llava_1_5, [2]),
     "gemma3": Family("gemma3", "google/gemma-3-4b-it", gemma3, [1, 106], batch=1),
     "internvl": Family("internvl", "OpenGVLab/InternVL3-1B-hf", internvl, [151645], batch=1),
+    "llava-onevision": Family(
+        "llava-onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", llava_onevision, [151645], batch=1
+    ),
+    "idefics3": Family(
+        "idefics3",
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        idefics3,
+        [49279, 2],
+        batch=1,
+        lora_targets=r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$",
+    ),
 }
 
 
