@@ -398,6 +398,10 @@ def evaluate(
     config: ConfigOpt = Path("configs/demo.yaml"),
     store: StoreOpt = None,
     data_key: Annotated[str | None, typer.Option(help="dataset artifact (default: the config's)")] = None,
+    parts: Annotated[
+        int,
+        typer.Option(min=1, help="split the models (base, cascade, each checkpoint) over N part flow runs"),
+    ] = 1,
 ) -> None:
     """Evaluate the base model, the cascades and fine-tuned checkpoints (each labelled by the seed its
     run recorded; without --checkpoint every system and seed of the config); writes the report."""
@@ -410,7 +414,7 @@ def evaluate(
         if not sep or not system or not key:
             raise _fail(f"--checkpoint {item!r}: expected SYSTEM=FINETUNE_KEY", 2)
         checkpoints.setdefault(system, []).append(key)
-    key = evaluate_flow(cfg, checkpoints or None, data_key)
+    key = evaluate_flow(cfg, checkpoints or None, data_key, parts)
     _print_report(cfg.store, key)
 
 

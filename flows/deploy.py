@@ -70,8 +70,11 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
     organism = load_model(ROOT / "configs" / "organism.yaml", BootstrapConfig).model_dump(mode="json")
     bootstrap = {"config": organism, "store": store}  # runnable from the UI as it is
     specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", bootstrap))
-    # started by the profile flow (parts > 1), one flow run per part, each on a free gpu worker
+    # started by the profile / evaluate flows (parts > 1), one flow run per part, each on a free gpu worker
     specs.append(DeploymentSpec("profile-part", "flows/stages.py:profile_part_flow", "gpu", {"store": store}))
+    specs.append(
+        DeploymentSpec("evaluate-part", "flows/stages.py:evaluate_part_flow", "gpu", {"store": store})
+    )
     specs.append(DeploymentSpec("data-part", "flows/stages.py:data_part_flow", "cpu", {"store": store}))
     reprofile = {"config": c}
     specs.append(

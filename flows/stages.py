@@ -13,13 +13,14 @@ from prefect import flow
 
 from mnaft_core.config import DEFAULT_STORE, PipelineConfig
 from mnaft_core.data.config import DataConfig
+from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.organism.config import BootstrapConfig
 from mnaft_core.profiling.runner import ProfileConfig
 from tasks.bootstrap import bootstrap_task
 from tasks.bootstrap import install as install_organism
 from tasks.data import data_part_task, data_task
-from tasks.evaluate import evaluate_task
+from tasks.evaluate import evaluate_part_task, evaluate_task
 from tasks.finetune import finetune_task
 from tasks.plan import (
     resolve_checkpoints,
@@ -181,19 +182,55 @@ def evaluate_flow(
     config: PipelineConfig,
     checkpoints: dict[str, list[str]] | None = None,
     data_key: str | None = None,
+    parts: int = 1,
 ) -> str:
     """Evaluate the base model, the cascades and fine-tuned checkpoints: ``checkpoints`` (system ->
     finetune keys, each labelled by the seed its run recorded) or every system and seed of the suite.
+
+    ``parts > 1`` splits the units (the base, the OCR -> MT cascade, each checkpoint) over that many
+    `evaluate-part` flow runs first (deployed: each on a worker of its pool, all at once; not deployed:
+    one after another), then reports on the whole: the same artifact as one part.
 
     Args:
         config: the whole pipeline: its model, evaluate section and store; its other sections name
             the dataset and, without ``checkpoints``, every checkpoint of the suite
         checkpoints: system name -> finetune artifact keys or prefixes (empty: the suite's)
         data_key: dataset artifact key or unique prefix (empty: the one the config makes)
+        parts: number of evaluate-part flow runs to split the units over (1 = evaluate here)
     """
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
     found = resolve_checkpoints(config, checkpoints)
     data = resolve_data(config, data_key)
-    return evaluate_task(config.model, config.evaluate, data, found, config.store)
+    if parts > 1:
+        args = {"model": config.model, "config": config.evaluate, "data_key": data,
+                "checkpoints": found, "store": config.store}  # fmt: skip
+        _run_part_flows("evaluate-part/evaluate-part", evaluate_part_flow, args, parts)
+    return evaluate_task(config.model, config.evaluate, data, found, config.store, parts)
+
+
+@flow(name="evaluate-part", log_prints=True)
+def evaluate_part_flow(
+    model: ModelConfig,
+    config: EvaluateConfig,
+    data_key: str,
+    checkpoints: dict[str, dict[int, str]],
+    store: str,
+    part: int,
+    parts: int,
+) -> list[str]:
+    """Units ``part, part + parts, ...`` of an evaluation, written into its shared staging folder.
+
+    Args:
+        model: the base model
+        config: the evaluate stage's settings (the same for every part)
+        data_key: dataset artifact key
+        checkpoints: system name -> seed -> finetune artifact key
+        store: artifact store URL; a folder every part can write (local or shared mount)
+        part: this part's index, 0 to parts - 1
+        parts: how many parts the units are split over
+    """
+    return evaluate_part_task(model, config, data_key, checkpoints, store, part, parts)
 
 
 @flow(name="bootstrap", log_prints=True)

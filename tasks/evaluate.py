@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mnaft_core._base import ProgressFn
-from mnaft_core.data.dataset import load_samples
+from mnaft_core.data.dataset import Sample, load_samples
 from mnaft_core.evaluation.gallery import write_gallery
-from mnaft_core.evaluation.run import Candidate, evaluate
+from mnaft_core.evaluation.run import Candidate, Unit, evaluate, read_unit, run_unit, units, write_unit
 from mnaft_core.evaluation.systems import EvaluateConfig
 from mnaft_core.models.config import ModelConfig
 from mnaft_core.training.finetune import MODEL_DIR
@@ -33,6 +35,7 @@ from tasks._stage import (
 )
 
 STAGE = "evaluate"
+UNITS_DIR = "units"  # evaluation parts' results, in the staging folder only
 Checkpoints = Mapping[str, Mapping[int, str]]  # system -> seed -> finetune key
 
 
@@ -46,9 +49,34 @@ def _inputs(model: ModelConfig, data_key: str, checkpoints: Checkpoints) -> dict
 
 
 def evaluate_key(
-    model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str = ""
+    model: ModelConfig,
+    cfg: EvaluateConfig,
+    data_key: str,
+    checkpoints: Checkpoints,
+    store: str = "",
+    parts: int = 1,
 ) -> str:
+    """The models, the dataset, the checkpoints and the settings (parts change nothing)."""
     return stage_key(STAGE, cfg, _inputs(model, data_key, checkpoints), __name__)
+
+
+def _setup(
+    st: ArtifactStore, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints
+) -> tuple[list[Sample], list[Candidate]]:
+    """The test samples and the checkpoints under evaluation: identical for the whole run and its parts."""
+    samples = load_samples(
+        st.open("data", data_key).local_dir(), cfg.split, limit=cfg.max_samples_per_direction
+    )
+    candidates = []
+    for system, seeds in sorted(checkpoints.items()):
+        for seed, key in sorted(seeds.items(), key=lambda kv: int(kv[0])):
+            art = st.open("finetune", key)
+            candidates.append(Candidate(system, int(seed), art.local_path(MODEL_DIR), art.manifest.metrics))
+    return samples, candidates
+
+
+def _unit_file(folder: Path, unit: Unit) -> Path:
+    return folder / UNITS_DIR / (re.sub(r"[^A-Za-z0-9_.+-]", "_", unit.name) + ".parquet")
 
 
 def build_evaluate(
@@ -58,29 +86,73 @@ def build_evaluate(
     checkpoints: Checkpoints,
     store: str,
     on_progress: ProgressFn | None = None,
+    parts: int = 1,
 ) -> str:
+    """Evaluate and publish. ``parts > 1``: units that `evaluate_part` already wrote into the staging
+    folder are read back, the missing ones run here (each saved as it ends, so a rerun resumes), and
+    the report is made from them all: the same files as a one-part run."""
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
     st = ArtifactStore(store)
 
     def build(out: Path) -> dict[str, Any]:
-        samples = load_samples(
-            st.open("data", data_key).local_dir(), cfg.split, limit=cfg.max_samples_per_direction
-        )
-        candidates = []
-        for system, seeds in sorted(checkpoints.items()):
-            for seed, key in sorted(seeds.items()):
-                art = st.open("finetune", key)
-                candidates.append(
-                    Candidate(system, int(seed), art.local_path(MODEL_DIR), art.manifest.metrics)
-                )
-        metrics = evaluate(
-            model, candidates, samples, cfg, out, on_progress=on_progress, progress=not local_display()
-        )
+        samples, candidates = _setup(st, cfg, data_key, checkpoints)
+        done = None
+        if parts > 1:
+            (out / UNITS_DIR).mkdir(parents=True, exist_ok=True)
+            done = {}
+            for u in units(candidates, cfg):
+                if not (f := _unit_file(out, u)).exists():
+                    write_unit(run_unit(u, model, samples, cfg, progress=not local_display()), f)
+                done[u.name] = read_unit(f)
+        metrics = evaluate(model, candidates, samples, cfg, out, on_progress=on_progress,
+                           progress=not local_display(), done=done)  # fmt: skip
         write_gallery(pl.read_parquet(out / "outputs.parquet"), {s.id: s.pil() for s in samples}, out)
+        shutil.rmtree(out / UNITS_DIR, ignore_errors=True)  # joined into outputs.parquet: not published
         return metrics
 
     key = evaluate_key(model, cfg, data_key, checkpoints)
     return publish(store, STAGE, key, params=cfg.model_dump(mode="json"),
-                   inputs=_inputs(model, data_key, checkpoints), module=__name__, build=build)  # fmt: skip
+                   inputs=_inputs(model, data_key, checkpoints), module=__name__, build=build,
+                   resumable=parts > 1)  # fmt: skip
+
+
+def evaluate_part(
+    model: ModelConfig,
+    cfg: EvaluateConfig,
+    data_key: str,
+    checkpoints: Checkpoints,
+    store: str,
+    part: int,
+    parts: int,
+) -> list[str]:
+    """Run units ``part, part + parts, ...`` (base, OCR -> MT cascade, each checkpoint) into the run's
+    shared staging folder; the units written.
+
+    A unit is one model loaded once, so parts split the GPU work without loading any model twice, and
+    each corpus-level figure stays whole in one unit. The staging folder must be visible to every part:
+    a local store folder (shared between machines if they mount it).
+    """
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not in 0..{parts - 1}")
+    st = ArtifactStore(store)
+    if not st.is_local:
+        raise ValueError(
+            f"{store}: evaluating in parts needs a store folder every part can write (local or shared "
+            "mount); with an object store run the evaluate stage whole (parts: 1)"
+        )
+    key = evaluate_key(model, cfg, data_key, checkpoints)
+    if st.has(STAGE, key):
+        return []
+    samples, candidates = _setup(st, cfg, data_key, checkpoints)
+    folder = st.resumable_dir(STAGE, key)
+    (folder / UNITS_DIR).mkdir(parents=True, exist_ok=True)
+    written = []
+    for u in units(candidates, cfg)[part::parts]:
+        if not (f := _unit_file(folder, u)).exists():
+            write_unit(run_unit(u, model, samples, cfg, progress=False), f)
+            written.append(u.name)
+    return written
 
 
 @task(
@@ -90,11 +162,16 @@ def build_evaluate(
     result_serializer="json",
 )
 def evaluate_task(
-    model: ModelConfig, cfg: EvaluateConfig, data_key: str, checkpoints: Checkpoints, store: str
+    model: ModelConfig,
+    cfg: EvaluateConfig,
+    data_key: str,
+    checkpoints: Checkpoints,
+    store: str,
+    parts: int = 1,
 ) -> str:
     """Score every system and write the report."""
     with stage_progress(STAGE, evaluate_key(model, cfg, data_key, checkpoints), "evaluation") as on_progress:
-        key = build_evaluate(model, cfg, data_key, checkpoints, store, on_progress)
+        key = build_evaluate(model, cfg, data_key, checkpoints, store, on_progress, parts)
     art = ArtifactStore(store).open(STAGE, key)
     create_table_artifact(key="evaluation-scores", table=art.manifest.metrics["systems"], description=key)
     create_markdown_artifact(
@@ -106,6 +183,20 @@ def evaluate_task(
     )
     create_markdown_artifact(key="evaluation-gallery", markdown=gallery_markdown(store, key), description=key)
     return key
+
+
+@task(name="evaluate-part")
+def evaluate_part_task(
+    model: ModelConfig,
+    cfg: EvaluateConfig,
+    data_key: str,
+    checkpoints: Checkpoints,
+    store: str,
+    part: int,
+    parts: int,
+) -> list[str]:
+    """One part of an evaluation split across workers (see ``evaluate_part``)."""
+    return evaluate_part(model, cfg, data_key, checkpoints, store, part, parts)
 
 
 def gallery_markdown(store: str, key: str) -> str:

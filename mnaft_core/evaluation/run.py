@@ -7,6 +7,8 @@ translation chrF++ against the base) shows what fine-tuning cost the model elsew
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.loading import pick_device, resolve
 
 BASE, OWN_CASCADE, CASCADE = "base", "base-read+translate", "ocr+mt"
+UNIT_META = "mnaft_evaluation_unit"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,86 @@ def run_system(system: System, samples: Sequence[Sample], inputs: Sequence[Image
     return rows(system.name, seed, samples, out.hypotheses), cer
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One model's share of an evaluation, loaded once: the base (with its own cascade and its
+    retention), the OCR -> MT cascade, or one checkpoint. Units are what evaluation parts split: the
+    load is the costly step, and every corpus-level figure (CER, chrF++) is whole inside one unit."""
+
+    name: str  # base, ocr+mt, or system-seed
+    candidate: Candidate | None = None
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What one unit contributes to the report: output rows, retention rows, headline extras."""
+
+    rows: list[Row]
+    retained: list[dict[str, Any]]
+    extra: dict[str, Any]
+
+
+def units(candidates: Sequence[Candidate], cfg: EvaluateConfig) -> list[Unit]:
+    """The evaluation's units, in report order."""
+    head = [Unit(BASE)] + ([Unit(CASCADE)] if cfg.cascade else [])
+    return head + [Unit(f"{c.system}-{c.seed}", c) for c in candidates]
+
+
+def run_unit(
+    unit: Unit,
+    base: ModelConfig,
+    samples: Sequence[Sample],
+    cfg: EvaluateConfig,
+    inputs: Sequence[ImageInput] | None = None,
+    progress: bool = True,
+) -> UnitResult:
+    """One unit's outputs; its model is freed before this returns."""
+    inputs = inputs_of(samples) if inputs is None else inputs
+    gen, quiet = Generation.of(cfg, progress=progress), Generation.of(cfg, progress=False)
+    table: list[Row] = []
+    extra: dict[str, Any] = {}
+    if unit.name == BASE:
+        base_system = load_direct(BASE, base, gen)
+        table += run_system(base_system, samples, inputs)[0]
+        if cfg.own_cascade:
+            own = ReadThenTranslate(OWN_CASCADE, base_system.model, base_system.processor, gen)
+            own_rows, extra["base_reading_cer"] = run_system(own, samples, inputs)
+            table += own_rows
+            del own
+        retained = [{"system": BASE, "seed": 0, **retention(base_system, samples, inputs, quiet)}]
+        del base_system  # the base model's memory is free before the next one loads
+        return UnitResult(table, retained, extra)
+    if unit.candidate is None:  # the OCR -> MT cascade
+        engine = make_ocr(cfg.ocr, sorted({s.script for s in samples}))
+        device = str(pick_device(base.device))
+        mt = NllbTranslator(resolve(cfg.mt_model), device=device, num_beams=cfg.mt_num_beams)
+        cascade_rows, extra["ocr_cer"] = run_system(OcrMtCascade(CASCADE, engine, mt), samples, inputs)
+        return UnitResult(cascade_rows, [], extra)
+    c = unit.candidate
+    tuned = load_direct(c.system, base, gen, c.path)
+    table += run_system(tuned, samples, inputs, seed=c.seed)[0]
+    retained = [{"system": c.system, "seed": c.seed, **retention(tuned, samples, inputs, quiet)}]
+    del tuned
+    return UnitResult(table, retained, extra)
+
+
+def write_unit(result: UnitResult, path: Path) -> None:
+    """One unit's result as one Parquet file (rows; retention and extras in its metadata), replaced
+    atomically: a file that exists is a finished unit."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    meta = json.dumps({"retained": result.retained, "extra": result.extra})
+    pl.DataFrame(result.rows).write_parquet(tmp, metadata={UNIT_META: meta})
+    os.replace(tmp, path)
+
+
+def read_unit(path: Path) -> UnitResult:
+    meta = pl.read_parquet_metadata(path).get(UNIT_META)
+    if meta is None:
+        raise ValueError(f"{path}: not an evaluation unit (no {UNIT_META} metadata)")
+    m = json.loads(meta)
+    return UnitResult(pl.read_parquet(path).to_dicts(), m["retained"], m["extra"])
+
+
 def evaluate(
     base: ModelConfig,
     candidates: Sequence[Candidate],
@@ -90,46 +173,22 @@ def evaluate(
     baseline: str = "mnaft",
     on_progress: ProgressFn | None = None,
     progress: bool = True,
+    done: Mapping[str, UnitResult] | None = None,
 ) -> dict[str, Any]:
     """Run every system, write outputs.parquet + report.{json,md} + scores.png; return the headline.
 
+    ``done``: units already run elsewhere (evaluation parts), by name; the others run here.
     ``progress=False``: no per-batch bars (the caller shows one display for the whole stage)."""
-    phases, done = 1 + int(cfg.cascade) + len(candidates), 0
-
-    def advance() -> None:
-        nonlocal done
-        done += 1
+    todo, done = units(candidates, cfg), dict(done or {})
+    inputs = inputs_of(samples) if any(u.name not in done for u in todo) else []
+    results = []
+    for i, u in enumerate(todo):
+        results.append(done.get(u.name) or run_unit(u, base, samples, cfg, inputs, progress))
         if on_progress is not None:
-            on_progress(done, phases)
-
-    table: list[Row] = []
-    retained: list[dict[str, Any]] = []
-    inputs = inputs_of(samples)
-    gen, quiet = Generation.of(cfg, progress=progress), Generation.of(cfg, progress=False)
-    base_system = load_direct(BASE, base, gen)
-    table += run_system(base_system, samples, inputs)[0]
-    extra: dict[str, Any] = {}
-    if cfg.own_cascade:
-        own = ReadThenTranslate(OWN_CASCADE, base_system.model, base_system.processor, gen)
-        own_rows, extra["base_reading_cer"] = run_system(own, samples, inputs)
-        table += own_rows
-        del own
-    retained.append({"system": BASE, "seed": 0, **retention(base_system, samples, inputs, quiet)})
-    del base_system  # the base model's memory is free before the next one loads
-    advance()
-    if cfg.cascade:
-        engine = make_ocr(cfg.ocr, sorted({s.script for s in samples}))
-        device = str(pick_device(base.device))
-        mt = NllbTranslator(resolve(cfg.mt_model), device=device, num_beams=cfg.mt_num_beams)
-        cascade_rows, extra["ocr_cer"] = run_system(OcrMtCascade(CASCADE, engine, mt), samples, inputs)
-        table += cascade_rows
-        advance()
-    for c in candidates:
-        tuned = load_direct(c.system, base, gen, c.path)
-        table += run_system(tuned, samples, inputs, seed=c.seed)[0]
-        retained.append({"system": c.system, "seed": c.seed, **retention(tuned, samples, inputs, quiet)})
-        del tuned
-        advance()
+            on_progress(i + 1, len(todo))
+    table = [r for res in results for r in res.rows]
+    retained = [r for res in results for r in res.retained]
+    extra = {k: v for res in results for k, v in res.extra.items()}
     outputs = pl.DataFrame(table)
     out.mkdir(parents=True, exist_ok=True)
     outputs.write_parquet(out / "outputs.parquet")

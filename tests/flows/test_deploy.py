@@ -15,12 +15,14 @@ def test_specs_cover_every_flow_on_the_right_pool() -> None:
     cfg = load_config(ROOT / "configs/demo.yaml", {"reprofile.location": "s3://mnaft/store/finetune"})
     specs = {s.name: s for s in deployment_specs(cfg)}
     assert set(specs) == {"mnaft", "data", "bootstrap", "profile", "select", "finetune", "evaluate",
-                          "profile-checkpoint", "scan-checkpoints", "profile-part", "data-part"}  # fmt: skip
+                          "profile-checkpoint", "scan-checkpoints", "profile-part", "data-part",
+                          "evaluate-part"}  # fmt: skip
     assert {n for n, s in specs.items() if s.pool == "gpu"} >= {
         "profile",
         "finetune",
         "evaluate",
         "profile-part",
+        "evaluate-part",
     }
     assert specs["data"].pool == specs["data-part"].pool == specs["select"].pool == "cpu"
     assert specs["scan-checkpoints"].cron == cfg.reprofile.cron
