@@ -212,7 +212,7 @@ def bootstrap(
     config: ConfigOpt = Path("configs/organism.yaml"),
     store: StoreOpt = None,
     install: Annotated[
-        bool, typer.Option(help="copy the result over assets/organism and assets/nllb-organism")
+        bool, typer.Option(help="copy the result over assets/<name> and assets/nllb-<name> (config's name)")
     ] = True,
 ) -> None:
     """Build the embedded model organisms (about 50 min on 2 CPU cores) and print their measurements."""

@@ -240,10 +240,10 @@ def bootstrap_flow(config: BootstrapConfig, store: str = DEFAULT_STORE, install:
     Args:
         config: the organism recipe: data, model sizes, training stages
         store: artifact store URL (a folder, or s3://bucket/prefix)
-        install: copy the result over assets/organism and assets/nllb-organism
+        install: copy the result over assets/<name> and assets/nllb-<name> (config.name)
     """
     key = bootstrap_task(config, data_task(config.data, store), store)
     if install:
-        for path in install_organism(store, key):
+        for path in install_organism(store, key, config.name):
             print(f"installed {path}")
     return key

@@ -30,10 +30,12 @@ def build_organism(
 ) -> str:
     """Train both organisms on the dataset artifact and publish them as one store artifact."""
     oc = cfg.organism
+    warmup = oc.text_warmup.steps if oc.text_warmup is not None else 0
     offsets = {
         1: 0,
-        2: oc.reading_ctc.steps,
-        3: oc.reading_ctc.steps + oc.mllm.steps,
+        4: oc.reading_ctc.steps,  # the optional text-only warm-up runs between stages 1 and 2
+        2: oc.reading_ctc.steps + warmup,
+        3: oc.reading_ctc.steps + warmup + oc.mllm.steps,
     }  # stage -> steps before
     total = offsets[3] + oc.mt.train.steps
 
@@ -61,13 +63,14 @@ def build_organism(
     )
 
 
-def install(store: str, key: str) -> list[Path]:
-    """Copy the artifact's two model folders over the embedded ones (each replaced whole, atomically)."""
+def install(store: str, key: str, name: str = "organism") -> list[Path]:
+    """Copy the artifact's two model folders over assets/<name> and assets/nllb-<name> (each replaced
+    whole, atomically)."""
     art = ArtifactStore(store).open(STAGE, key)
     src = art.local_dir()
     installed = []
-    for folder, name in FOLDERS.items():
-        dest = EMBEDDED[name]
+    for folder, embedded in FOLDERS.items():
+        dest = EMBEDDED[embedded.replace("organism", name)]
         tmp = dest.with_name(dest.name + ".installing")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src / folder, tmp)

@@ -30,7 +30,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from mnaft_core.data.clean import UnknownLanguageError, clean_pair, dedupe, normalize_lang
+from mnaft_core.data.clean import (
+    UnknownLanguageError,
+    char_inventory,
+    clean_pair,
+    clean_text,
+    dedupe,
+    normalize_lang,
+    within_inventory,
+)
 from mnaft_core.data.config import DataConfig, Direction
 from mnaft_core.data.fonts import FontLibrary, NoFontError, detect_script
 from mnaft_core.data.images import CarriedImage, CorruptImageError, ImageReader, carry_image
@@ -79,6 +87,7 @@ class DatasetBuild:
     drops_by_direction: dict[str, Counter[str]] = field(default_factory=dict)
     skipped_bad: Counter[str] = field(default_factory=Counter)
     first_bad: dict[str, str] = field(default_factory=dict)
+    inventories: dict[str, str] = field(default_factory=dict)  # clean.charset's, per language
 
     @property
     def table(self) -> pa.Table:
@@ -165,6 +174,7 @@ class _Scan:
     per_dir: dict[str, Counter[str]]
     read: dict[str, int]
     with_images: set[str]
+    inventories: dict[str, str] = field(default_factory=dict)
 
 
 def _keep_first(items: list[tuple[RankKey, TextPair]], cap: int) -> list[tuple[RankKey, TextPair]]:
@@ -217,10 +227,16 @@ def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput
 
     plans: list[_Plan] = []
     with_images = {name for name, _ in heaps}
-    for d, _, _ in dirs:
+    inventories = _inventories(cfg, dirs, text)
+    for d, s, t in dirs:
         dd = per_dir[d.name]
         cleaned = [p for p in (clean_pair(p, cfg.clean, dd) for p in text[d.name]) if p is not None]
         cleaned = dedupe(cleaned, cfg.clean.one_target_per_source, dd)
+        for lang, side in ((s, "src_text"), (t, "tgt_text")):
+            if lang in inventories:
+                kept = [p for p in cleaned if within_inventory(getattr(p, side), inventories[lang])]
+                dd["outside_charset"] += len(cleaned) - len(kept)
+                cleaned = kept
         for split in SPLITS:
             cands = [p for p in cleaned if (p.split or split_of(p.src_text, cfg.split)) == split]
             ordered = hash_order(cands, d.name, salt, lambda p: p.src_text)
@@ -233,7 +249,26 @@ def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput
                 keyed = [((unit_hash(f"{salt}/{d.name}", p.src_text), p.src_text, ""), p) for p in ordered]
                 merged = sorted(keyed + images, key=lambda kv: kv[0])
                 plans.append(_Plan(d, split, [p for _, p in merged], exact=False))
-    return _Scan(plans, drops, per_dir, read, with_images)
+    return _Scan(plans, drops, per_dir, read, with_images, inventories)
+
+
+def _inventories(
+    cfg: DataConfig, dirs: list[tuple[Direction, str, str]], text: dict[str, list[TextPair]]
+) -> dict[str, str]:
+    """clean.charset's inventory per (normalised) language, from the distinct cleaned texts of that
+    language in every configured direction's text pairs: en->zh and zh->en read the same catalog pairs,
+    so either direction alone gives the same inventory."""
+    out: dict[str, str] = {}
+    for tag, size in cfg.clean.charset.items():
+        lang = normalize_lang(tag)
+        texts = {
+            clean_text(p.src_text if s == lang else p.tgt_text)
+            for d, s, t in dirs
+            if lang in (s, t)
+            for p in text[d.name]
+        }
+        out[lang] = char_inventory(texts, size)
+    return out
 
 
 def _rng(seed: int, lang: str, text: str) -> np.random.Generator:
@@ -396,7 +431,8 @@ def build_part(cfg: DataConfig, part: int, parts: int, folder: Path, progress: b
         tmp.unlink(missing_ok=True)
     summary = {
         "scan": {"drops": scan.drops, "per_dir": scan.per_dir, "read": scan.read,
-                 "with_images": sorted(scan.with_images), "bad": bad.counts, "first_bad": bad.first},
+                 "with_images": sorted(scan.with_images), "bad": bad.counts, "first_bad": bad.first,
+                 "inventories": scan.inventories},
         "write": {"per_dir": per_dir, "bad": write_bad.counts, "first_bad": write_bad.first,
                   "first_error": first_error},
     }  # fmt: skip
@@ -441,8 +477,10 @@ def finish_parts(cfg: DataConfig, folder: Path, parts: int) -> DatasetBuild:
             bad.first.setdefault(k, v)
         for k, v in s["write"]["first_error"].items():
             first_error.setdefault(k, v)
-    scan = _Scan([], Counter(scan_s["drops"]), per_dir, scan_s["read"], set(scan_s["with_images"]))
-    build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir)
+    scan = _Scan([], Counter(scan_s["drops"]), per_dir, scan_s["read"], set(scan_s["with_images"]),
+                 scan_s["inventories"])  # fmt: skip
+    build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir,
+                         inventories=scan.inventories)  # fmt: skip
     _check(cfg, build, scan, first_error, bad)
     for c in per_dir.values():
         build.drops.update(c)
@@ -469,7 +507,8 @@ def build_dataset(cfg: DataConfig, progress: bool = True, out_dir: Path | None =
     finally:
         tmp.unlink(missing_ok=True)
     scan.per_dir = per_dir
-    build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir)
+    build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir,
+                         inventories=scan.inventories)  # fmt: skip
     _check(cfg, build, scan, first_error, bad)
     for c in per_dir.values():
         build.drops.update(c)

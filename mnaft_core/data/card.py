@@ -43,6 +43,7 @@ def card_data(build: DatasetBuild) -> dict[str, Any]:
         "scripts": dict(Counter(t["script"].to_pylist()).most_common()),
         "origins": dict(Counter(t["origin"].to_pylist()).most_common()),
         "length_hist": {"bins": list(LENGTH_BINS), "source_chars": lengths},
+        "charset_inventories": dict(sorted(build.inventories.items())),
         "config": build.config.model_dump(mode="json"),
     }
 
@@ -60,6 +61,8 @@ def _markdown(card: dict[str, Any]) -> str:
     ):
         lines += ["", f"## {title}", "", "| | count |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in card[key].items()] or ["| (none) | 0 |"]
+    for lang, inv in card.get("charset_inventories", {}).items():
+        lines += ["", f"## Character inventory of {lang} (clean.charset: {len(inv)} characters)", "", inv]
     lines += ["", f"![source length histogram]({LENGTH_HIST})", "", f"![samples]({SAMPLES})", ""]
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ import html
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import lru_cache
 
@@ -168,3 +168,17 @@ def dedupe(pairs: list[TextPair], one_target_per_source: bool, drops: Counter[st
         seen.add(key)
         out.append(p)
     return out
+
+
+def char_inventory(texts: Iterable[str], size: int) -> str:
+    """The ``size`` most frequent non-space characters of the distinct ``texts`` (ties: code point order),
+    as one sorted string: what a small reader is asked to learn instead of a whole CJK inventory."""
+    counts = Counter(ch for t in set(texts) for ch in t if not ch.isspace())
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "".join(sorted(ch for ch, _ in ranked[:size]))
+
+
+def within_inventory(text: str, inventory: str) -> bool:
+    """Whether every non-space character of ``text`` is in ``inventory``."""
+    allowed = set(inventory)
+    return all(ch.isspace() or ch in allowed for ch in text)

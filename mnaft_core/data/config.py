@@ -245,6 +245,20 @@ class CleanConfig(StrictModel):
         48, ge=1, le=10_000, description="drop pairs whose cleaned source or target is longer"
     )
     max_words: int = Field(8, ge=1, le=1000, description="drop pairs whose source has more words")
+    charset: dict[str, int] = Field(
+        default_factory=dict,
+        description="per language, e.g. {zh-Hans: 500}: keep only pairs whose text in that language uses "
+        "its N most frequent characters alone (counted over the distinct cleaned texts of that language "
+        "in the configured text pairs); for a small model that cannot learn a whole CJK inventory",
+    )
+
+    @field_validator("charset")
+    @classmethod
+    def _charset_sizes(cls, v: dict[str, int]) -> dict[str, int]:
+        for lang, n in v.items():
+            if n < 1:
+                raise ValueError(f"charset[{lang!r}]: the inventory must hold at least 1 character (got {n})")
+        return v
 
 
 class SplitConfig(StrictModel):
@@ -339,6 +353,16 @@ class DataConfig(StrictModel):
         if dupes:
             raise ValueError(f"duplicate directions: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="after")
+    def _charset_languages(self) -> DataConfig:
+        unknown = sorted(set(self.clean.charset) - set(self.languages))
+        if unknown:
+            raise ValueError(
+                f"clean.charset: {', '.join(unknown)} not among the directions' languages "
+                f"({', '.join(self.languages)})"
+            )
+        return self
 
     def extra_columns(self) -> list[str]:
         """Dataset columns beyond BASE_COLUMNS: the published datasets' own fields, in source order."""

@@ -20,12 +20,16 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
-from mnaft_core.models.config import EMBEDDED_ORGANISM, ModelConfig
+from mnaft_core.models.config import ModelConfig
 from mnaft_core.models.placement import input_device, placement_kwargs
 from mnaft_core.models.processor import image_only
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
-EMBEDDED = {EMBEDDED_ORGANISM: ASSETS / "organism", "embedded:nllb-organism": ASSETS / "nllb-organism"}
+# v1: the demo's organism; v2 (configs/organism-v2.yaml): zh too, a real modality gap (docs/organism.md)
+EMBEDDED = {
+    f"embedded:{name}": ASSETS / name
+    for name in ("organism", "nllb-organism", "organism-v2", "nllb-organism-v2")
+}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

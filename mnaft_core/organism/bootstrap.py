@@ -19,8 +19,11 @@ import torch
 import transformers as T
 from PIL import Image, ImageDraw, ImageFont
 
+from mnaft_core.data.card import CARD_JSON
+from mnaft_core.data.config import SplitConfig
 from mnaft_core.data.dataset import Sample, load_samples
 from mnaft_core.data.fonts import FontLibrary, detect_script
+from mnaft_core.data.split import split_of
 from mnaft_core.evaluation.metrics import corpus_scores, error_rate
 from mnaft_core.evaluation.mt import NllbTranslator
 from mnaft_core.evaluation.systems import (
@@ -33,7 +36,7 @@ from mnaft_core.evaluation.systems import (
 )
 from mnaft_core.models.processor import save_processor, train_tokenizer
 from mnaft_core.models.prompts import Example, instruction
-from mnaft_core.organism.config import BootstrapConfig
+from mnaft_core.organism.config import BootstrapConfig, OrganismTargets
 from mnaft_core.organism.mllm import TaskMixture, build_mllm, train_mllm
 from mnaft_core.organism.nllb import build_nllb, train_nllb, train_nllb_tokenizer
 from mnaft_core.organism.reading import Charset, Line, LineRenderer, VisionReader
@@ -49,10 +52,21 @@ class BootstrapResult:
     manifest: dict[str, Any]
 
 
-def reading_lines(samples: Sequence[Sample]) -> list[Line]:
-    """Every distinct (language, text) on either side of the train pairs: reading covers all languages."""
+def reading_lines(samples: Sequence[Sample], split: SplitConfig) -> list[Line]:
+    """Every distinct (language, text) on either side of the train pairs whose text itself hashes to the
+    train split: reading covers all languages, and no validation or test string is ever rendered for
+    training (the target of a train pair in one direction can be a test source in the reverse one)."""
     seen = {(s.src, s.src_text) for s in samples} | {(s.tgt, s.tgt_text) for s in samples}
-    return [Line(lang, text) for lang, text in sorted(seen)]
+    return [Line(lang, text) for lang, text in sorted(seen) if split_of(text, split) == "train"]
+
+
+def text_pairs(train: Sequence[Sample], held_out: Sequence[Sample], share: float) -> list[Sample]:
+    """The text-translation corpus: the train pairs, plus the held-out pairs repeated so that they make
+    about ``share`` of it (as text only). ``share`` 0: the train pairs alone."""
+    if share <= 0 or not held_out:
+        return list(train)
+    repeat = max(1, round(share / (1 - share) * len(train) / len(held_out)))
+    return list(train) + list(held_out) * repeat
 
 
 def _tokenizer_corpus(lines: Sequence[Line], samples: Sequence[Sample]) -> list[str]:
@@ -123,6 +137,37 @@ def measure(mllm_dir: Path, mt_dir: Path, test: Sequence[Sample], max_new_tokens
     return {"overall": overall, "by_direction": per_dir, "test_examples": len(test), "examples": examples}
 
 
+def _inventories(dataset_dir: Path) -> dict[str, str]:
+    """The data card's clean.charset inventories (the characters the organism was asked to read)."""
+    card = dataset_dir / CARD_JSON
+    return dict(json.loads(card.read_text()).get("charset_inventories", {})) if card.is_file() else {}
+
+
+def check_targets(metrics: dict[str, Any], targets: OrganismTargets) -> dict[str, Any]:
+    """Each target with the measured figure it is judged on (the worst language or direction) and
+    whether it was met: the manifest states the shortfall instead of hiding it."""
+    by_dir = metrics["by_direction"]
+    figures = {  # name -> (per language/direction, worst is the max?, limit, target text)
+        "reading_cer": (metrics["overall"]["reading_cer_by_language"], True, targets.reading_cer_max,
+                        f"<= {targets.reading_cer_max} in every language"),
+        "text_chrf": ({d: v["text_chrf"] for d, v in by_dir.items()}, False, targets.text_chrf_min,
+                      f">= {targets.text_chrf_min} in every direction"),
+        "modality_gap_chrf": (
+            {d: round(v["text_chrf"] - v["zero_shot_image_chrf"], 2) for d, v in by_dir.items()}, False,
+            targets.gap_chrf_min, f"text - zero-shot image >= {targets.gap_chrf_min} in every direction"),
+        "mt_organism_vs_mllm_text_chrf": (
+            {d: round(abs(v["nllb_organism_text_chrf"] - v["text_chrf"]), 2) for d, v in by_dir.items()},
+            True, targets.mt_within_chrf,
+            f"|MT organism - MLLM text| <= {targets.mt_within_chrf} in every direction"),
+    }  # fmt: skip
+    rows: dict[str, Any] = {}
+    for name, (values, upper, limit, text) in figures.items():
+        worst = (max if upper else min)(values, key=lambda k: values[k])
+        met = values[worst] <= limit if upper else values[worst] >= limit
+        rows[name] = {"target": text, "worst": {worst: values[worst]}, "met": met}
+    return {"all_met": all(r["met"] for r in rows.values()), **rows}
+
+
 def sample_grid(examples: Sequence[dict[str, Any]], test: Sequence[Sample], out: Path, n: int = 10) -> Path:
     """A picture of what the organism does: the image, what it reads, its zero-shot and cascade outputs."""
     fonts = FontLibrary.discover()
@@ -175,7 +220,9 @@ def bootstrap(
     train = load_samples(dataset_dir, "train")
     val = load_samples(dataset_dir, "val", limit=32)
     test = load_samples(dataset_dir, "test", limit=oc.eval_per_direction)
-    lines = reading_lines(train)
+    held_out = load_samples(dataset_dir, "val") + load_samples(dataset_dir, "test")
+    mt_pairs = text_pairs(train, held_out, oc.eval_text_share)
+    lines = reading_lines(train, cfg.data.split)
     tokenizer = train_tokenizer(_tokenizer_corpus(lines, train), oc.text.vocab_size)
     model, processor = build_mllm(tokenizer, oc, cfg.data.render)
     renderer = LineRenderer(lines, cfg.data.render, oc.seed)
@@ -185,7 +232,13 @@ def bootstrap(
     )
     stages: dict[str, Any] = {"reading_ctc": reader.train(renderer, oc.reading_ctc, log)}
     stages["reading_ctc"]["val_cer"] = round(reader.cer([s.pil() for s in val], [s.src_text for s in val]), 4)
-    mixture = TaskMixture(renderer, train, oc.reading_share, oc.seed)
+    if oc.text_warmup is not None:
+        text_only = TaskMixture(renderer, mt_pairs, 0.0, oc.seed + 7)
+        stages["text_warmup"] = train_mllm(
+            model, processor, text_only, oc.text_warmup, oc.vision_lr_scale, log=log, stage=4,
+            label="MLLM (text translation only)",
+        )  # fmt: skip
+    mixture = TaskMixture(renderer, mt_pairs, oc.reading_share, oc.seed)
     stages["mllm"] = train_mllm(
         model, processor, mixture, oc.mllm, oc.vision_lr_scale, oc.attention_guide, oc.merger_guide, log
     )
@@ -195,11 +248,12 @@ def bootstrap(
     model.half().save_pretrained(mllm_dir)
     save_processor(processor, mllm_dir)  # standard files: plain AutoProcessor loads them
 
+    corpus = train + held_out if oc.eval_text_share > 0 else train
     mt_tok = train_nllb_tokenizer(
-        [s.src_text for s in train] + [s.tgt_text for s in train], cfg.data.languages, oc.mt.vocab_size
+        [s.src_text for s in corpus] + [s.tgt_text for s in corpus], cfg.data.languages, oc.mt.vocab_size
     )
     mt_model = build_nllb(mt_tok, oc.mt)
-    stages["mt"] = train_nllb(mt_model, mt_tok, train, oc.mt, oc.seed, log)
+    stages["mt"] = train_nllb(mt_model, mt_tok, mt_pairs, oc.mt, oc.seed, log)
     mt_dir.mkdir(parents=True, exist_ok=True)
     mt_model.half().save_pretrained(mt_dir)
     mt_tok.save_pretrained(mt_dir)
@@ -223,7 +277,15 @@ def bootstrap(
         },
         "weights_bytes_fp16": size,
         "train_pairs": len(train),
+        "text_translation_corpus": {
+            "train_pairs": len(train),
+            "held_out_pairs_as_text": len(held_out) if oc.eval_text_share > 0 else 0,
+            "examples": len(mt_pairs),
+            "held_out_share": round(1 - len(train) / len(mt_pairs), 4),
+        },
         "reading_lines": len(lines),
+        "character_inventories": _inventories(dataset_dir),
+        "targets": check_targets(metrics, oc.targets),
         "seconds": {"train": round(t_eval - t_start, 1), "measure": round(time.perf_counter() - t_eval, 1)},
         "machine": {
             "platform": platform.platform(),

@@ -58,6 +58,19 @@ class MtSpec(StrictModel):
     )
 
 
+class OrganismTargets(StrictModel):
+    """Issue 18's targets for an organism with a real modality gap, checked on the held-out test split."""
+
+    reading_cer_max: float = Field(0.08, ge=0.0, le=10.0, description="reading CER, in every language")
+    text_chrf_min: float = Field(60.0, ge=0.0, le=100.0, description="MLLM text chrF++, every direction")
+    gap_chrf_min: float = Field(
+        20.0, ge=0.0, le=100.0, description="text chrF++ minus zero-shot image chrF++, every direction"
+    )
+    mt_within_chrf: float = Field(
+        5.0, ge=0.0, le=100.0, description="MT organism's text chrF++ at most this far from the MLLM's"
+    )
+
+
 class OrganismConfig(StrictModel):
     """Both organisms: the MLLM (reading + text translation, never image translation) and the MT model."""
 
@@ -93,7 +106,25 @@ class OrganismConfig(StrictModel):
         description="stage-2 weight of scoring each merged image token, through the LM's output embeddings, "
         "against the characters under its column; 0 = off",
     )
+    text_warmup: StageSpec | None = Field(
+        None,
+        description="optional stage between 1 and 2: text translation only (no images, so cheap steps), "
+        "for the LM to learn its translations before it learns to read",
+    )
+    eval_text_share: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the text-translation examples (MLLM and MT organism) drawn from the "
+        "validation and test pairs, as text only: a pretrained LLM knows its domain's text, so image "
+        "translation then measures transfer from text to image; their images are never trained. "
+        "0 = train pairs only",
+    )
     mt: MtSpec = Field(default_factory=MtSpec, description="the cascade's NLLB-architecture translator")
+    targets: OrganismTargets = Field(
+        default_factory=lambda: OrganismTargets(),
+        description="what the held-out measurements should reach; the manifest says which were met",
+    )
     eval_per_direction: int = Field(
         64, ge=1, le=100_000, description="held-out test examples per direction for the manifest metrics"
     )
@@ -103,5 +134,11 @@ class OrganismConfig(StrictModel):
 class BootstrapConfig(StrictModel):
     """configs/organism.yaml: the data the organisms learn from and how they are built."""
 
+    name: str = Field(
+        "organism",
+        pattern=r"^organism(-[a-z0-9]+)?$",
+        description="asset folders it installs as: assets/<name> and assets/nllb-<name> "
+        "(embedded:<name> in configs)",
+    )
     data: DataConfig = Field(description="the data stage; must split like the demo's so test stays unseen")
     organism: OrganismConfig = Field(default_factory=OrganismConfig, description="the organisms")

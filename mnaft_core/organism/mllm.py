@@ -227,6 +227,8 @@ def train_mllm(
     guide: float = 0.0,
     merger_guide: float = 0.0,
     log: Callable[[dict[str, float]], None] | None = None,
+    stage: int = 2,
+    label: str = "MLLM (read + translate text)",
 ) -> dict[str, float]:
     """Teacher-forced next-token loss on the responses; the pretrained vision tower moves more slowly.
 
@@ -252,7 +254,7 @@ def train_mllm(
     merged: list[torch.Tensor] = []
     hook = model.model.visual.merger.register_forward_hook(lambda _m, _i, out: merged.append(out))
     model.train()
-    progress = Progress(2, spec, "MLLM (read + translate text)", log)
+    progress = Progress(stage, spec, label, log)
     try:
         for step in progress:
             examples, layout = mixture.batch(spec.batch_size)

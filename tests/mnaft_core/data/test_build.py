@@ -176,3 +176,29 @@ def test_reverse_direction_swaps_pairs(tmp_path: Path) -> None:
         ("Beenden", "Quit"),
         ("Datei öffnen", "Open file"),
     ]
+
+
+def test_charset_keeps_pairs_within_the_languages_frequent_characters(tmp_path: Path) -> None:
+    # 一 and 个 are frequent, 鑫 appears once: an inventory of 2 keeps only the pairs without 鑫
+    rows = [_row(f"one {i}", "一个" * (1 + i % 2), "en", "zh-Hans") for i in range(8)]
+    rows += [_row("gold", "鑫一", "en", "zh-Hans")]
+    dirs = [{"src": "en", "tgt": "zh-Hans"}, {"src": "zh-Hans", "tgt": "en"}]
+    build = build_dataset(_cfg(tmp_path, rows, dirs, clean={"charset": {"zh-Hans": 2}}), progress=False)
+    assert build.inventories == {"zh-Hans": "一个"}
+    texts = pq.read_table(build.path, columns=["src_text", "tgt_text"]).to_pylist()
+    assert texts and not any("鑫" in r["src_text"] + r["tgt_text"] for r in texts)
+    assert build.drops_by_direction["en-zh-Hans"]["outside_charset"] == 1
+    assert build.drops_by_direction["zh-Hans-en"]["outside_charset"] == 1
+    card = write_card(build, tmp_path / "card")
+    assert card["charset_inventories"] == {"zh-Hans": "一个"}
+    assert "一个" in (tmp_path / "card" / "card.md").read_text()
+    # one direction alone reads the same catalog pairs, so it gets the same inventory
+    one = build_dataset(_cfg(tmp_path, rows, dirs[:1], clean={"charset": {"zh-Hans": 2}}), progress=False)
+    assert one.inventories == build.inventories
+
+
+def test_charset_language_must_be_a_configured_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"clean.charset: ja not among the directions' languages"):
+        _cfg(tmp_path, [_row("a", "b")], [{"src": "en", "tgt": "de"}], clean={"charset": {"ja": 100}})
+    with pytest.raises(ValueError, match="at least 1 character"):
+        _cfg(tmp_path, [_row("a", "b")], [{"src": "en", "tgt": "de"}], clean={"charset": {"de": 0}})

@@ -16,13 +16,15 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from mnaft_core.config import ConfigError, load_config, load_model
 from mnaft_core.data.build import build_dataset, write_dataset
 from mnaft_core.data.config import DataConfig
+from mnaft_core.data.dataset import Sample
+from mnaft_core.data.split import split_of
 from mnaft_core.evaluation.metrics import corpus_scores, error_rate
 from mnaft_core.evaluation.mt import NllbTranslator
 from mnaft_core.models.loading import ASSETS
 from mnaft_core.models.processor import train_tokenizer
 from mnaft_core.models.prompts import Example, encode
-from mnaft_core.organism.bootstrap import MANIFEST, bootstrap
-from mnaft_core.organism.config import BootstrapConfig, OrganismConfig
+from mnaft_core.organism.bootstrap import MANIFEST, bootstrap, check_targets, reading_lines, text_pairs
+from mnaft_core.organism.config import BootstrapConfig, OrganismConfig, OrganismTargets
 from mnaft_core.organism.mllm import (
     TaskMixture,
     build_mllm,
@@ -205,7 +207,8 @@ def test_committed_organism_is_what_its_manifest_says() -> None:
     assert files == manifest["weights_bytes_fp16"]
     _recomputed_from_outputs(ASSETS / "organism", manifest)
     committed = load_model(ROOT / "configs/organism.yaml", BootstrapConfig)
-    assert manifest["config"] == json.loads(committed.model_dump_json())
+    # fields added since (organism v2's) take their defaults, which are the v1 recipe
+    assert BootstrapConfig.model_validate(manifest["config"]) == committed
     assert json.loads((ASSETS / "nllb-organism" / MANIFEST).read_text()) == manifest
 
 
@@ -273,3 +276,58 @@ def test_committed_organism_reads_fresh_renderings() -> None:
     read = generate(model, processor, [Example("read_image", "", "", image=im) for im in images],
                     max_new_tokens=32, batch_size=32)  # fmt: skip
     assert len(texts) >= 12 and error_rate(read, texts) <= 0.2, list(zip(read, texts, strict=True))
+
+
+def _sample(src: str, tgt: str, a: str = "en", b: str = "de") -> Sample:
+    return Sample(f"{src}>{tgt}", a, b, src, tgt, b"")
+
+
+def test_reading_never_renders_a_held_out_text(toy: tuple[BootstrapConfig, Path]) -> None:
+    """A train pair's target can be a test source of the reverse direction: it is not read."""
+    split = toy[0].data.split
+    texts = [a for a, _ in PAIRS] + [b for _, b in PAIRS]
+    held = next(t for t in texts if split_of(t, split) != "train")
+    kept = next(t for t in texts if split_of(t, split) == "train")
+    lines = reading_lines([_sample(kept, held)], split)
+    assert [x.text for x in lines] == [kept]
+
+
+def test_held_out_text_makes_its_share_of_the_translation_corpus() -> None:
+    train = [_sample(f"t{i}", f"u{i}") for i in range(90)]
+    held = [_sample(f"h{i}", f"g{i}") for i in range(10)]
+    assert text_pairs(train, held, 0.0) == train
+    corpus = text_pairs(train, held, 0.25)
+    share = sum(s in held for s in corpus) / len(corpus)
+    assert corpus[:90] == train and share == pytest.approx(0.25, abs=0.03)
+
+
+def test_targets_are_judged_on_the_worst_language_and_direction() -> None:
+    by_dir = {
+        "en-de": {"text_chrf": 70.0, "zero_shot_image_chrf": 20.0, "nllb_organism_text_chrf": 68.0},
+        "en-zh-Hans": {"text_chrf": 58.0, "zero_shot_image_chrf": 45.0, "nllb_organism_text_chrf": 50.0},
+    }
+    metrics = {"by_direction": by_dir, "overall": {"reading_cer_by_language": {"en": 0.02, "zh-Hans": 0.09}}}
+    got = check_targets(metrics, OrganismTargets())
+    assert got["reading_cer"] == {"target": "<= 0.08 in every language", "worst": {"zh-Hans": 0.09},
+                                  "met": False}  # fmt: skip
+    assert got["text_chrf"]["worst"] == {"en-zh-Hans": 58.0} and not got["text_chrf"]["met"]
+    assert got["modality_gap_chrf"]["worst"] == {"en-zh-Hans": 13.0} and not got["modality_gap_chrf"]["met"]
+    assert got["mt_organism_vs_mllm_text_chrf"]["worst"] == {"en-zh-Hans": 8.0}
+    assert got["all_met"] is False
+    ok = check_targets(metrics, OrganismTargets(reading_cer_max=0.1, text_chrf_min=50, gap_chrf_min=10,
+                                                mt_within_chrf=8))  # fmt: skip
+    assert ok["all_met"] is True
+
+
+def test_toy_v2_recipe_records_its_corpus_and_targets(
+    toy: tuple[BootstrapConfig, Path], tmp_path: Path
+) -> None:
+    cfg, data = toy
+    oc = cfg.organism.model_copy(update={"text_warmup": cfg.organism.mllm, "eval_text_share": 0.3})
+    res = bootstrap(cfg.model_copy(update={"organism": oc}), data, tmp_path / "v2", "data-key")
+    m = res.manifest
+    corpus = m["text_translation_corpus"]
+    assert corpus["held_out_pairs_as_text"] > 0 and 0.1 < corpus["held_out_share"] < 0.6
+    assert m["stages"]["text_warmup"]["steps"] == 2
+    assert set(m["targets"]) == {"all_met", "reading_cer", "text_chrf", "modality_gap_chrf",
+                                 "mt_organism_vs_mllm_text_chrf"}  # fmt: skip
