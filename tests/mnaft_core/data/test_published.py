@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pytest
 from PIL import Image
 
@@ -187,6 +188,59 @@ def test_parts_give_the_same_file_as_one_part(mit_root: Path, tmp_path: Path) ->
     assert json.loads(json.dumps(three.counts)) == one.counts
     with pytest.raises(DataError, match=r"parts .* are not written yet"):
         finish_parts(cfg, tmp_path / "none", 2)
+
+
+def _zh_en_table(tmp_path: Path) -> Path:
+    path = tmp_path / "zh-en.jsonl"
+    rows = [
+        {"src_text": z, "tgt_text": e, "sl": "zh", "tl": "en"}
+        for z, e in zip(layouts.ZH, layouts.EN, strict=True)
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("caps", [(10_000, 10_000), (6, 2)], ids=["all-rows", "capped"])
+def test_spilled_references_write_the_same_file_as_in_memory(
+    mit_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps: tuple[int, int]
+) -> None:
+    """Past `ranked.SPILL_AT` references the records go to run files and come back in the same order:
+    the same bytes (text pairs merged with image records included), in one part or three."""
+    from mnaft_core.data import ranked
+
+    table = {
+        "kind": "table",
+        "path": str(_zh_en_table(tmp_path)),
+        "columns": {"src_lang": "sl", "tgt_lang": "tl"},
+    }
+    split = {"max_train_per_direction": caps[0], "max_eval_per_direction": caps[1]}
+    mit = {"kind": "mit10m", "path": str(mit_root), "val_fraction": 0.3}
+    mixed = DataConfig.model_validate({"directions": MIT_DIRS, "sources": [mit, table], "split": split})
+    images = DataConfig.model_validate({"directions": MIT_DIRS, "sources": [mit], "split": split})
+    memory = {n: build_dataset(c, progress=False, out_dir=tmp_path / f"memory-{n}")
+              for n, c in (("mixed", mixed), ("images", images))}  # fmt: skip
+    spills = []
+    real_spill = ranked.RankedRefs.spill
+
+    def spill(self: ranked.RankedRefs) -> None:
+        spills.append(self.held)
+        real_spill(self)
+
+    monkeypatch.setattr(ranked.RankedRefs, "spill", spill)
+    monkeypatch.setattr(ranked, "SPILL_AT", 3)
+    monkeypatch.setattr(ranked, "FAN_IN", 2)
+    spilled = build_dataset(mixed, progress=False, out_dir=tmp_path / "spilled")
+    assert len(spills) > 5 and max(spills) == 3
+    assert memory["mixed"].table.num_rows > len(layouts.EN) and _sha(spilled.path) == _sha(
+        memory["mixed"].path
+    )
+    zh_en = spilled.table.filter(pc.equal(spilled.table["direction"], "zh-en"))
+    assert set(zh_en["origin"].to_pylist()) == {"mit10m", "table"}  # text pairs merged with image records
+    folder = tmp_path / "parts"
+    for part in (1, 0, 2):
+        build_part(images, part, 3, folder, progress=False)
+    assert _sha(finish_parts(images, folder, 3).path) == _sha(memory["images"].path)
+    assert not list(tmp_path.glob("**/.spill-*"))  # the spill folders are gone
 
 
 def test_key_fingerprints_follow_the_files(mit_root: Path, tmp_path: Path) -> None:
