@@ -98,7 +98,7 @@ class DatasetBuild:
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows per direction and split."""
         out: dict[str, dict[str, int]] = {d.name: dict.fromkeys(SPLITS, 0) for d in self.config.directions}
-        for b in pq.ParquetFile(self.path).iter_batches(batch_size=65536, columns=["direction", "split"]):
+        for b in pq.ParquetFile(self.path).iter_batches(batch_size=4096, columns=["direction", "split"]):
             for d, s in zip(b.column(0).to_pylist(), b.column(1).to_pylist(), strict=True):
                 out[d][s] += 1
         return out
