@@ -444,7 +444,8 @@ def finish_parts(cfg: DataConfig, folder: Path, parts: int) -> DatasetBuild:
     finally:
         tmp.unlink(missing_ok=True)
     scan_s = summaries[0]["scan"]  # every part scanned the same records
-    per_dir = {d: Counter(c) for d, c in scan_s["per_dir"].items()}
+    # in the directions' order, as a one-part build has them (the part files' JSON has sorted keys)
+    per_dir = {d.name: Counter(scan_s["per_dir"].get(d.name, {})) for d in cfg.directions}
     bad = BadInput(skip=cfg.skip_bad, counts=Counter(scan_s["bad"]), first=dict(scan_s["first_bad"]))
     first_error: dict[str, str] = {}
     for s in summaries:

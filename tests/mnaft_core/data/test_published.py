@@ -186,6 +186,7 @@ def test_parts_give_the_same_file_as_one_part(mit_root: Path, tmp_path: Path) ->
     assert one.table.num_rows > 3 and _sha(one.path) == _sha(three.path)
     assert not (folder / "parts").exists()
     assert json.loads(json.dumps(three.counts)) == one.counts
+    assert list(three.drops_by_direction.items()) == list(one.drops_by_direction.items())  # same order
     with pytest.raises(DataError, match=r"parts .* are not written yet"):
         finish_parts(cfg, tmp_path / "none", 2)
 
