@@ -64,21 +64,30 @@ def test_mit10m_reads_folders_and_zips_keeping_bytes_fields_and_splits(
         "Paste",
         "Jpan",
     )
-    assert (r["category"], r["category_id"], r["difficulty"], r["box_count"], r["record_id"], r["size"]) == (
-        "sign", "0", "easy", "1", "ja-en-test-12", "small"
+    assert (r["category"], r["category_id"], r["difficulty"], r["box_count"], r["record_id"]) == (
+        "sign", "0", "easy", "1", "ja-en-test-12"
     )  # fmt: skip
+    assert "size" not in r  # MIT-10M's records have no size field: no column unless size_field names one
     assert all(r["split"] == "test" for r in rows if "/test_" in r["image_file"])
     assert len({r["id"] for r in rows}) == len(rows)
 
 
 def test_mit10m_filters(mit_root: Path, tmp_path: Path) -> None:
-    only = {"categories": ["menu"], "sizes": ["small", "large"], "directions": [{"src": "zh", "tgt": "en"}]}
-    b = build_dataset(_mit_cfg(mit_root, **only, skip_bad=True), progress=False)  # few rows: a split empty
+    root = layouts.mit10m(tmp_path / "sized", size_field="img_size")  # a copy with a size field added
+    only = {"categories": ["menu"], "sizes": ["small", "large"], "size_field": "img_size",
+            "directions": [{"src": "zh", "tgt": "en"}]}  # fmt: skip
+    b = build_dataset(_mit_cfg(root, **only, skip_bad=True), progress=False)  # few rows: a split empty
     rows = b.table.to_pylist()
     assert rows and {r["direction"] for r in rows} == {"zh-en"}
-    assert {r["category"] for r in rows} == {"menu"} and {r["size"] for r in rows} <= {"small", "large"}
+    assert {r["category"] for r in rows} == {"menu"} and {r["size"] for r in rows} == {"small", "large"}
+    cats = build_dataset(
+        _mit_cfg(mit_root, categories=["1"], difficulties=["hard"], skip_bad=True), progress=False
+    )
+    assert {(r["category_id"], r["difficulty"]) for r in cats.table.to_pylist()} == {("1", "hard")}
     with pytest.raises(DataError, match="no field 'dims' to filter `sizes` on"):
         build_dataset(_mit_cfg(mit_root, sizes=["x"], size_field="dims"), progress=False)
+    with pytest.raises(ValueError, match=r"`sizes` needs `size_field`.*no size field"):
+        _mit_cfg(mit_root, sizes=["small"])
 
 
 def test_ocrmt30k_crops_lines_to_boxes_else_whole_image(tmp_path: Path) -> None:
