@@ -12,7 +12,7 @@ per second, rows written per second and the process's peak RSS (ru_maxrss).
 The caps (`--train-cap` / `--eval-cap` rows per direction and split) are below what 10k records give a
 direction, so both sizes write the same number of rows and only the records read differ: that is what
 "peak RSS independent of the record count" is about. `--all` raises the caps above the record count,
-so every record is written (the rows kept for writing are then held as references in memory).
+so every record is written (past 8,192 the references to the rows kept go to run files on disk).
 """
 
 from __future__ import annotations

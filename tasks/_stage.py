@@ -85,6 +85,19 @@ def store_cache(
     return cache_key
 
 
+def parts_store(store: str, stage: str, doing: str) -> ArtifactStore:
+    """The store of a stage run in parts (``doing``: "profiling", ...): its staging folder must be one
+    every part can write, so a local store folder (shared between machines if they mount it); an object
+    store is refused naming the stage."""
+    st = ArtifactStore(store)
+    if not st.is_local:
+        raise ValueError(
+            f"{store}: {doing} in parts needs a store folder every part can write (local or shared "
+            f"mount); with an object store run the {stage} stage whole (parts: 1)"
+        )
+    return st
+
+
 def publish(
     store: str,
     stage: str,

@@ -14,7 +14,7 @@ from mnaft_core.data.card import write_card
 from mnaft_core.data.config import DataConfig
 from mnaft_core.data.fingerprint import data_fingerprints
 from storage import ArtifactStore
-from tasks._stage import publish, stage_key, store_cache, with_pictures
+from tasks._stage import parts_store, publish, stage_key, store_cache, with_pictures
 
 STAGE = "data"
 
@@ -71,12 +71,7 @@ def data_part(cfg: DataConfig, store: str, part: int, parts: int) -> str:
     Every part reads the sources' records (text only) to agree on the rows, and reads, checks and
     writes the images of its own contiguous slice of them: the expensive work splits ``parts`` ways.
     """
-    st = ArtifactStore(store)
-    if not st.is_local:
-        raise ValueError(
-            f"{store}: a data import in parts needs a store folder every part can write (local or "
-            "shared mount); with an object store run the data stage whole (parts: 1)"
-        )
+    st = parts_store(store, STAGE, "importing data")
     key = data_key(cfg)
     folder = st.resumable_dir(STAGE, key)
     if not st.has(STAGE, key) and not part_done(folder, part, parts):

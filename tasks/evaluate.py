@@ -27,6 +27,7 @@ from tasks._stage import (
     inputs_markdown,
     local_display,
     model_input,
+    parts_store,
     publish,
     stage_key,
     stage_progress,
@@ -135,12 +136,7 @@ def evaluate_part(
     """
     if not 0 <= part < parts:
         raise ValueError(f"part {part} is not in 0..{parts - 1}")
-    st = ArtifactStore(store)
-    if not st.is_local:
-        raise ValueError(
-            f"{store}: evaluating in parts needs a store folder every part can write (local or shared "
-            "mount); with an object store run the evaluate stage whole (parts: 1)"
-        )
+    st = parts_store(store, STAGE, "evaluating")
     key = evaluate_key(model, cfg, data_key, checkpoints)
     if st.has(STAGE, key):
         return []

@@ -21,6 +21,7 @@ from tasks._stage import (
     inputs_markdown,
     local_display,
     model_input,
+    parts_store,
     publish,
     stage_key,
     stage_progress,
@@ -86,12 +87,7 @@ def profile_part(
     """
     if not 0 <= part < parts:
         raise ValueError(f"part {part} is not in 0..{parts - 1}")
-    st = ArtifactStore(store)
-    if not st.is_local:
-        raise ValueError(
-            f"{store}: profiling in parts needs a store folder every part can write (local or shared "
-            "mount); with an object store run the profile stage whole (parts: 1)"
-        )
+    st = parts_store(store, STAGE, "profiling")
     key = profile_key(model, cfg, data_key)
     if st.has(STAGE, key):
         return []

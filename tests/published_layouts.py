@@ -22,6 +22,7 @@ JA = ["出口", "ファイルを開く", "保存", "ウィンドウを閉じる"
       "キャンセル", "検索", "設定", "終了", "コピー", "貼り付け", "削除"]  # fmt: skip
 TRAIN, TEST = range(0, 11), range(11, 14)
 CATEGORIES = ("sign", "menu")
+SIZES = ("small", "medium", "large")  # only in a tree made with a size_field
 
 
 def image_bytes(i: int, fmt: str = "JPEG", size: tuple[int, int] = (64, 32)) -> bytes:
@@ -39,10 +40,11 @@ def _jsonl(path: Path, rows: list[dict[str, object]], extra_lines: tuple[str, ..
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def mit10m(root: Path, broken: bool = False) -> Path:
+def mit10m(root: Path, broken: bool = False, size_field: str | None = None) -> Path:
     """MIT-10M's layout: train/ and test/ JSONL per source language (EN.jsonl: en->zh and en->ja of the
     same images); en images in `en.zip` (members `en/...`), ja images in `ja.zip` (members without the
-    prefix), zh images in a `zh/` folder."""
+    prefix), zh images in a `zh/` folder. The records have the published fields (see
+    `Mit10mSource`); ``size_field`` adds an image size class under that name, as a copy might."""
     root.mkdir(parents=True, exist_ok=True)
     pairs = {"en": (("zh", ZH), ("ja", JA)), "zh": (("en", EN),), "ja": (("en", EN),)}
     texts = {"en": EN, "zh": ZH, "ja": JA}
@@ -63,8 +65,8 @@ def mit10m(root: Path, broken: bool = False) -> Path:
                         "id": f"{sl}-{tl}-{split}-{i}", "img": img, "src_lang": sl, "tgt_lang": tl,
                         "src_text": texts[sl][i], "tgt_text": tgt[i], "split": split, "cate_id": i % 2,
                         "cate_name": CATEGORIES[i % 2], "difficulty": ["easy", "medium", "hard"][i % 3],
-                        "box_cnt": 1 + i % 3, "size": ["small", "medium", "large"][i % 3],
-                    })  # fmt: skip
+                        "box_cnt": 1 + i % 3,
+                    } | ({size_field: SIZES[i % 3]} if size_field else {}))  # fmt: skip
             _jsonl(root / split / f"{sl.upper()}.jsonl", rows)
     for zf in zips.values():
         zf.close()
@@ -81,7 +83,7 @@ def add_mit10m_broken(root: Path, kinds: tuple[str, ...] = BROKEN_KINDS) -> dict
     path = root / "train" / "ZH.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines()
     base = {"src_lang": "zh", "tgt_lang": "en", "split": "train", "cate_id": 0, "cate_name": "sign",
-            "difficulty": "easy", "box_cnt": 1, "size": "small"}  # fmt: skip
+            "difficulty": "easy", "box_cnt": 1}  # fmt: skip
     where = {}
     for n, kind in enumerate(kinds):
         rec = {**base, "id": f"bad-{kind}", "img": f"zh/bad_{kind}.jpg", "src_text": f"坏的记录{n}",

@@ -2,11 +2,14 @@
 
 It streams. Records of published image datasets are kept as small references (text + where the image
 is), at most a split's cap of them per direction and split (the hash-ordered first ones), and their
-images are read, checked and written one row group at a time: memory depends on the caps, not on the
-dataset's size. Text pairs are rendered; one that cannot be (no font, too long) is skipped, counted
-and replaced by the next. A bad record (missing or corrupt image, unknown language, ...) stops the
-build naming its file and line, or with `skip_bad` is skipped and counted by reason; a direction left
-with nothing at all is an error naming the direction and the counts.
+images are read, checked and written one row group at a time. Past `ranked.SPILL_AT` references (no
+caps: every record is written) they go to sorted run files in a spill folder next to the output and
+are merged back in the same order, so the memory image records take depends on neither the caps nor
+the dataset's size (text pairs, which are rendered, are held in memory). A text pair that cannot be
+rendered (no font, too long) is skipped, counted and replaced by the next. A bad record (missing or
+corrupt image, unknown language, ...) stops the build naming its file and line, or with `skip_bad` is
+skipped and counted by reason; a direction left with nothing at all is an error naming the direction
+and the counts.
 
 Parts: `build_part(cfg, i, n, folder)` writes the i-th of n contiguous slices of the rows (every part
 plans the same, so they agree on the slices) and `finish_parts` joins them; the joined file is
@@ -20,8 +23,9 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ from mnaft_core.data.clean import (
 from mnaft_core.data.config import DataConfig, Direction
 from mnaft_core.data.fonts import FontLibrary, NoFontError, detect_script
 from mnaft_core.data.images import CarriedImage, CorruptImageError, ImageReader, carry_image
+from mnaft_core.data.ranked import RankedRefs, RankedSeq
 from mnaft_core.data.render import Rendered, TooLongToRenderError, render_text
 from mnaft_core.data.sources import read_source
 from mnaft_core.data.split import SPLITS, cap_of, hash_order, split_of, unit_hash
@@ -102,9 +107,9 @@ class DatasetBuild:
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows per direction and split."""
         out: dict[str, dict[str, int]] = {d.name: dict.fromkeys(SPLITS, 0) for d in self.config.directions}
-        t = pq.read_table(self.path, columns=["direction", "split"])
-        for d, s in zip(t["direction"].to_pylist(), t["split"].to_pylist(), strict=True):
-            out[d][s] += 1
+        for b in pq.ParquetFile(self.path).iter_batches(batch_size=4096, columns=["direction", "split"]):
+            for d, s in zip(b.column(0).to_pylist(), b.column(1).to_pylist(), strict=True):
+                out[d][s] += 1
         return out
 
 
@@ -153,9 +158,6 @@ def _normalized_directions(cfg: DataConfig) -> list[tuple[Direction, str, str]]:
     return out
 
 
-RankKey = tuple[float, str, str]
-
-
 @dataclass
 class _Plan:
     """One direction and split: hash-ordered candidates; `exact` when all carry their own image (the
@@ -163,7 +165,7 @@ class _Plan:
 
     direction: Direction
     split: str
-    cands: list[TextPair]
+    cands: Sequence[TextPair]
     exact: bool
 
 
@@ -174,22 +176,37 @@ class _Scan:
     per_dir: dict[str, Counter[str]]
     read: dict[str, int]
     with_images: set[str]
-    inventories: dict[str, str] = field(default_factory=dict)
+    refs: RankedRefs | None = None  # where the plans' image records are read from
+    inventories: dict[str, str] = field(default_factory=dict)  # clean.charset's, per language
+
+    def close(self) -> None:
+        """Remove the spilled references (once the plans were written)."""
+        if self.refs is not None:
+            self.refs.close()
 
 
-def _keep_first(items: list[tuple[RankKey, TextPair]], cap: int) -> list[tuple[RankKey, TextPair]]:
-    return sorted(items, key=lambda kv: kv[0])[:cap]
+def _scan(
+    cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput, spill: Path | None = None
+) -> _Scan:
+    """Read every source once; text pairs in memory, image records as the first `cap` references
+    (spilled to a folder made in ``spill`` past `ranked.SPILL_AT` of them; `_Scan.close` removes it)."""
+    refs = RankedRefs(spill)
+    try:
+        return _scan_into(cfg, dirs, bad, refs)
+    except BaseException:
+        refs.close()
+        raise
 
 
-def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput) -> _Scan:
-    """Read every source once; text pairs in memory, image records as the first `cap` references."""
+def _scan_into(
+    cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput, refs: RankedRefs
+) -> _Scan:
     needed = {(s, t) if s == "en" or (t != "en" and s < t) else (t, s) for _, s, t in dirs}
     salt = f"{cfg.split.salt}/{cfg.seed}"
     drops: Counter[str] = Counter()
     per_dir: dict[str, Counter[str]] = {d.name: Counter() for d, _, _ in dirs}
     text: dict[str, list[TextPair]] = {d.name: [] for d, _, _ in dirs}
     read: dict[str, int] = dict.fromkeys(text, 0)
-    heaps: dict[tuple[str, str], list[tuple[RankKey, TextPair]]] = {}
     reader = ImageReader()
     try:
         for source in cfg.sources:
@@ -214,11 +231,7 @@ def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput
                             continue
                         split = p.split or split_of(p.src_text, cfg.split)
                         key = (unit_hash(f"{salt}/{d.name}", p.src_text), p.src_text, p.where)
-                        heap = heaps.setdefault((d.name, split), [])
-                        heap.append((key, p))
-                        cap = cap_of(split, cfg.split)
-                        if len(heap) >= cap + cap // 4 + 64:  # prune: keep the first `cap` by hash order
-                            heaps[(d.name, split)] = _keep_first(heap, cap)
+                        refs.add((d.name, split), key, p, cap_of(split, cfg.split))
                     elif (a, b) == (t, s) and pair.image_ref is None:  # image shows the other side
                         read[d.name] += 1
                         text[d.name].append(TextPair(d.src, d.tgt, pair.tgt_text, pair.src_text, pair.origin))
@@ -226,7 +239,7 @@ def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput
         reader.close()
 
     plans: list[_Plan] = []
-    with_images = {name for name, _ in heaps}
+    with_images = {name for name, _ in refs.groups}
     inventories = _inventories(cfg, dirs, text)
     for d, s, t in dirs:
         dd = per_dir[d.name]
@@ -240,16 +253,16 @@ def _scan(cfg: DataConfig, dirs: list[tuple[Direction, str, str]], bad: BadInput
         for split in SPLITS:
             cands = [p for p in cleaned if (p.split or split_of(p.src_text, cfg.split)) == split]
             ordered = hash_order(cands, d.name, salt, lambda p: p.src_text)
-            images = _keep_first(heaps.get((d.name, split), []), cap_of(split, cfg.split))
-            if not images:
+            n_images, images = refs.first((d.name, split))
+            if not n_images:
                 plans.append(_Plan(d, split, ordered, exact=False))
             elif not ordered:
-                plans.append(_Plan(d, split, [p for _, p in images], exact=True))
-            else:  # both kinds: one hash order (text pairs rank like image records)
+                plans.append(_Plan(d, split, RankedSeq([images], n_images), exact=True))
+            else:  # both kinds: one hash order (text pairs rank like image records, before them on ties)
                 keyed = [((unit_hash(f"{salt}/{d.name}", p.src_text), p.src_text, ""), p) for p in ordered]
-                merged = sorted(keyed + images, key=lambda kv: kv[0])
-                plans.append(_Plan(d, split, [p for _, p in merged], exact=False))
-    return _Scan(plans, drops, per_dir, read, with_images, inventories)
+                both = RankedSeq([partial(iter, keyed), images], len(keyed) + n_images)
+                plans.append(_Plan(d, split, both, exact=False))
+    return _Scan(plans, drops, per_dir, read, with_images, refs, inventories)
 
 
 def _inventories(
@@ -279,7 +292,7 @@ def _rng(seed: int, lang: str, text: str) -> np.random.Generator:
 
 def _slices(
     plans: list[_Plan], cfg: DataConfig, part: int, parts: int
-) -> Iterator[tuple[_Plan, list[TextPair]]]:
+) -> Iterator[tuple[_Plan, Sequence[TextPair]]]:
     """The candidates part ``part`` of ``parts`` writes, plan by plan, in the one-part order."""
     if parts == 1:
         for p in plans:
@@ -417,17 +430,18 @@ def build_part(cfg: DataConfig, part: int, parts: int, folder: Path, progress: b
     out.mkdir(parents=True, exist_ok=True)
     dirs = _normalized_directions(cfg)
     bad = BadInput(skip=cfg.skip_bad)
-    scan = _scan(cfg, dirs, bad)
+    scan = _scan(cfg, dirs, bad, spill=out)
     per_dir: dict[str, Counter[str]] = {d.name: Counter() for d, _, _ in dirs}
     write_bad = BadInput(skip=cfg.skip_bad)
     name = f"part-{part:05d}-of-{parts:05d}"
     tmp = out / f"{name}.parquet.partial"
-    sink = _Sink(tmp, schema_for(cfg))
     try:
+        sink = _Sink(tmp, schema_for(cfg))
         first_error = _write_rows(cfg, scan, sink, write_bad, per_dir, part, parts, progress)
         sink.close()
         tmp.replace(out / f"{name}.parquet")
     finally:
+        scan.close()
         tmp.unlink(missing_ok=True)
     summary = {
         "scan": {"drops": scan.drops, "per_dir": scan.per_dir, "read": scan.read,
@@ -466,7 +480,8 @@ def finish_parts(cfg: DataConfig, folder: Path, parts: int) -> DatasetBuild:
     finally:
         tmp.unlink(missing_ok=True)
     scan_s = summaries[0]["scan"]  # every part scanned the same records
-    per_dir = {d: Counter(c) for d, c in scan_s["per_dir"].items()}
+    # in the directions' order, as a one-part build has them (the part files' JSON has sorted keys)
+    per_dir = {d.name: Counter(scan_s["per_dir"].get(d.name, {})) for d in cfg.directions}
     bad = BadInput(skip=cfg.skip_bad, counts=Counter(scan_s["bad"]), first=dict(scan_s["first_bad"]))
     first_error: dict[str, str] = {}
     for s in summaries:
@@ -478,7 +493,7 @@ def finish_parts(cfg: DataConfig, folder: Path, parts: int) -> DatasetBuild:
         for k, v in s["write"]["first_error"].items():
             first_error.setdefault(k, v)
     scan = _Scan([], Counter(scan_s["drops"]), per_dir, scan_s["read"], set(scan_s["with_images"]),
-                 scan_s["inventories"])  # fmt: skip
+                 inventories=scan_s["inventories"])  # fmt: skip
     build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir,
                          inventories=scan.inventories)  # fmt: skip
     _check(cfg, build, scan, first_error, bad)
@@ -495,16 +510,17 @@ def build_dataset(cfg: DataConfig, progress: bool = True, out_dir: Path | None =
     folder.mkdir(parents=True, exist_ok=True)
     dirs = _normalized_directions(cfg)
     bad = BadInput(skip=cfg.skip_bad)
-    scan = _scan(cfg, dirs, bad)
+    scan = _scan(cfg, dirs, bad, spill=folder)
     per_dir: dict[str, Counter[str]] = {name: Counter(c) for name, c in scan.per_dir.items()}
     path = folder / DATASET_FILE
     tmp = path.with_suffix(".parquet.partial")
-    sink = _Sink(tmp, schema_for(cfg))
     try:
+        sink = _Sink(tmp, schema_for(cfg))
         first_error = _write_rows(cfg, scan, sink, bad, per_dir, 0, 1, progress)
         sink.close()
         tmp.replace(path)
     finally:
+        scan.close()
         tmp.unlink(missing_ok=True)
     scan.per_dir = per_dir
     build = DatasetBuild(path=path, config=cfg, drops=Counter(scan.drops), drops_by_direction=per_dir,

@@ -113,13 +113,16 @@ class RenderedSource(StrictModel):
 class Mit10mSource(StrictModel):
     """MIT-10M (Li, Zhu, Wen, COLING 2025) as published: `{train,test}/<LANG>.jsonl` + image archives.
 
-    Layout (huggingface.co/datasets/liboaccn/MIT-10M; the field names as public loaders of it read
-    them): one JSON record per line with `id`, `img` (`<archive>/<file>`), `src_lang`, `tgt_lang`,
-    `src_text`, `tgt_text`, `split`, `cate_id`, `cate_name`, `difficulty`, `box_cnt`. Images are looked
-    up as `<path>/<img>` (or under `images/`), else inside the per-language archive `<archive>.zip`
-    (member `<img>` or `<file>`), read from the zip without extracting it. The card names three image
-    sizes but no field for them that we could check: `sizes` filters on `size_field` (default `size`)
-    and says so when records lack it.
+    Layout (huggingface.co/datasets/liboaccn/MIT-10M, whose files are gated behind a sign-in; checked
+    on 2026-12-03 against a public script that reads the published `train/<LANG>.jsonl` and
+    `test/<LANG>.jsonl` and takes from each record `id`, `img`, `src_lang`, `tgt_lang`, `src_text`,
+    `tgt_text`, `box_cnt`, `difficulty`, `cate_id`, `cate_name`, `split`, the archive being the first
+    component of `img`): one JSON record per line with those fields. Images are looked up as
+    `<path>/<img>` (or under `images/`), else inside the per-language archive `<archive>.zip` (member
+    `<img>` or `<file>`), read from the zip without extracting it. The dataset card and paper speak of
+    images "in three sizes", but no record field for it turned up in the published layout, so there is
+    no default: `sizes` filters on the field named by `size_field` (for a copy that adds one), and the
+    `size` column exists only then.
     """
 
     kind: Literal["mit10m"] = Field("mit10m", description="source type")
@@ -131,9 +134,11 @@ class Mit10mSource(StrictModel):
         default_factory=list, description="keep only these directions; empty = data.directions"
     )
     sizes: list[str] = Field(
-        default_factory=list, description="keep these values of `size_field`; empty = all"
+        default_factory=list, description="keep these values of `size_field` (which must be set); empty = all"
     )
-    size_field: str = Field("size", description="record field holding the image size class")
+    size_field: str | None = Field(
+        None, description="record field holding an image size class (MIT-10M's records have none)"
+    )
     categories: list[str] = Field(
         default_factory=list, description="keep these categories (cate_name or cate_id); empty = all"
     )
@@ -144,6 +149,16 @@ class Mit10mSource(StrictModel):
     max_side: int | None = Field(
         None, ge=16, le=16384, description="downscale larger images to this longer side (stored as PNG)"
     )
+
+    @model_validator(mode="after")
+    def _sizes_need_a_field(self) -> Mit10mSource:
+        if self.sizes and self.size_field is None:
+            raise ValueError(
+                "mit10m: `sizes` needs `size_field`, the record field to filter on: MIT-10M's published "
+                "records have no size field (their fields: id, img, src_lang, tgt_lang, src_text, "
+                "tgt_text, split, cate_id, cate_name, difficulty, box_cnt)"
+            )
+        return self
 
 
 class Ocrmt30kSource(StrictModel):
@@ -209,7 +224,7 @@ BASE_COLUMNS = (
     "id", "split", "direction", "src_lang", "tgt_lang", "script", "src_text", "tgt_text", "image",
     "width", "height", "font", "style", "boxes", "origin",
 )  # fmt: skip
-MIT10M_EXTRA = ("record_id", "image_file", "category", "category_id", "difficulty", "box_count", "size")
+MIT10M_EXTRA = ("record_id", "image_file", "category", "category_id", "difficulty", "box_count")
 OCRMT30K_EXTRA = ("image_file", "line")
 
 
@@ -249,7 +264,8 @@ class CleanConfig(StrictModel):
         default_factory=dict,
         description="per language, e.g. {zh-Hans: 500}: keep only pairs whose text in that language uses "
         "its N most frequent characters alone (counted over the distinct cleaned texts of that language "
-        "in the configured text pairs); for a small model that cannot learn a whole CJK inventory",
+        "in the configured text pairs; rendered text sources only); for a small model that cannot learn a whole "
+        "CJK inventory",
     )
 
     @field_validator("charset")
@@ -369,7 +385,7 @@ class DataConfig(StrictModel):
         out: dict[str, None] = {}
         for src in self.sources:
             if isinstance(src, Mit10mSource):
-                out.update(dict.fromkeys(MIT10M_EXTRA))
+                out.update(dict.fromkeys(MIT10M_EXTRA + (("size",) if src.size_field else ())))
             elif isinstance(src, Ocrmt30kSource):
                 out.update(dict.fromkeys(OCRMT30K_EXTRA))
             elif isinstance(src, ManifestSource):

@@ -5,9 +5,10 @@ written, so a 10M-record dataset never sits in memory. Every record carries `whe
 every bad record goes to the `BadInput` policy (stop at the first, or skip and count by reason).
 
 - MIT-10M: huggingface.co/datasets/liboaccn/MIT-10M (Li, Zhu, Wen, COLING 2025): `{train,test}/<LANG>.jsonl`
-  with the fields public loaders of it read (`id`, `img`, `src_lang`, `tgt_lang`, `src_text`,
-  `tgt_text`, `split`, `cate_id`, `cate_name`, `difficulty`, `box_cnt`); images in per-language
-  archives named by the first component of `img`.
+  with the fields a public script reading the published files takes from each record (`id`, `img`,
+  `src_lang`, `tgt_lang`, `src_text`, `tgt_text`, `split`, `cate_id`, `cate_name`, `difficulty`,
+  `box_cnt`; checked 2026-12-03, the dataset's own files being gated); images in per-language
+  archives named by the first component of `img`. No image-size field: see `Mit10mSource`.
 - OCRMT30K v2.0: github.com/DeepLearnXMU/mc_tit, ocrmt30k_data/README.md and its preprocessing code
   (raw_data lines are `x1,y1,...,xn,yn,text`, read as UTF-8 or GBK as that code does).
 - manifest: any dataset as a CSV/TSV/JSONL/Parquet table of image paths and texts.
@@ -133,7 +134,7 @@ def read_mit10m(
                     continue
                 if want_langs is not None and not {a, b} <= want_langs:
                     continue
-                if sizes:
+                if sizes and src.size_field is not None:
                     if src.size_field not in rec:
                         raise DataError(
                             f"{where}: record has no field {src.size_field!r} to filter `sizes` on "
@@ -170,8 +171,7 @@ def read_mit10m(
                         ("record_id", _opt(rec.get("id"))), ("image_file", img),
                         ("category", _opt(rec.get("cate_name"))), ("category_id", _opt(rec.get("cate_id"))),
                         ("difficulty", _opt(rec.get("difficulty"))), ("box_count", _opt(rec.get("box_cnt"))),
-                        ("size", _opt(rec.get(src.size_field))),
-                    ),
+                    ) + ((("size", _opt(rec.get(src.size_field))),) if src.size_field is not None else ()),
                 )  # fmt: skip
         if n == 0:
             bad("empty_split", str(path), f"split {split!r}: the file has no records")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from mnaft_core.config import load_config
+from mnaft_core.data.config import DataConfig
 from mnaft_core.models.tiny import save_tiny
 from storage import ArtifactStore
 from tests import published_layouts as layouts
@@ -112,3 +114,55 @@ def test_a_failed_import_leaves_the_store_as_it_was(tmp_path: Path) -> None:
     assert after == before  # the stored artifact is untouched, byte for byte
     assert ArtifactStore(str(store)).open("data", key).manifest.key == key
     assert not [p for p in (store / ".staging").iterdir() if not p.name.endswith("-resumable")]
+
+
+def test_data_in_parts_runs_part_flows_and_publishes_what_one_part_does(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mnaft data --parts 3` as a user runs it: three `data-part` flow runs write the rows (the data
+    flow itself builds none), and the published artifact has the files, byte for byte, of one part."""
+    from prefect import runtime
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    import tasks.data
+    from tasks.data import data_part
+
+    mit = layouts.mit10m(tmp_path / "mit10m")
+    data = {"directions": DIRECTIONS, "sources": [{"kind": "mit10m", "path": str(mit), "val_fraction": 0.3}],
+            "split": {"max_train_per_direction": 7, "max_eval_per_direction": 2}}  # fmt: skip
+    built: list[tuple[int, str]] = []
+    real = tasks.data.build_part
+
+    def build_part(cfg: Any, part: int, parts: int, folder: Path, progress: bool = True) -> Path:
+        built.append((part, str(runtime.flow_run.flow_name)))
+        return real(cfg, part, parts, folder, progress)
+
+    monkeypatch.setattr(tasks.data, "build_part", build_part)
+    published = {}
+    for parts in (3, 1):
+        store = tmp_path / f"store-{parts}"
+        cfg_file = tmp_path / f"data-{parts}.yaml"
+        cfg_file.write_text(
+            yaml.safe_dump({"name": "p", "store": str(store), "data": data}, allow_unicode=True)
+        )
+        res = CliRunner().invoke(app, ["data", "--config", str(cfg_file), "--parts", str(parts)])
+        assert res.exit_code == 0, res.output
+        key = re.search(r"data: (\w+)", res.output).group(1)  # type: ignore[union-attr]
+        st = ArtifactStore(str(store))
+        published[parts] = (
+            key,
+            sorted((f.path, f.size, f.sha256) for f in st.open("data", key).manifest.files),
+        )
+        assert not st.resumable_dir("data", key).exists()
+    assert sorted(built) == [(0, "data-part"), (1, "data-part"), (2, "data-part")]  # only in part flows
+    assert published[3] == published[1]  # same key, same files, same bytes
+    assert "dataset.parquet" in {p for p, _, _ in published[3][1]}
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["data-part"])))
+    assert len(runs) == 3 and all(r.state is not None and r.state.is_completed() for r in runs)
+    assert sorted(r.parameters["part"] for r in runs) == [0, 1, 2]
+    with pytest.raises(
+        ValueError, match=r"importing data in parts needs a store folder .* the data stage whole"
+    ):
+        data_part(DataConfig.model_validate(data), "memory://mnaft-parts", 0, 2)

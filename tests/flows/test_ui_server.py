@@ -236,3 +236,62 @@ def test_a_process_worker_pulls_and_runs_a_deployment(server: str, tmp_path: Pat
     assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
     (manifest,) = ArtifactStore(store).manifests("data")
     assert manifest.key == data_key(DataConfig.model_validate(data))  # the key the pipeline computes
+
+
+def test_workers_run_a_data_import_in_parts_through_the_data_part_deployment(
+    server: str, tmp_path: Path
+) -> None:
+    """A deployed `data` run with parts: 2 starts two runs of the `data-part` deployment, which a
+    `mnaft worker` picks up next to it; the artifact it publishes is the one a one-part import makes."""
+    from mnaft_core.data.config import DataConfig
+    from tasks.data import build_data
+    from tests import published_layouts as layouts
+
+    env = {**os.environ, "PREFECT_API_URL": f"{server}/api", "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    if "data-part" not in deps:  # registered by a test above unless this one runs alone
+        run = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    mit = layouts.mit10m(tmp_path / "mit10m")
+    data = {"directions": [{"src": "zh", "tgt": "en"}, {"src": "ja", "tgt": "en"}],
+            "sources": [{"kind": "mit10m", "path": str(mit), "val_fraction": 0.3}]}  # fmt: skip
+    store = tmp_path / "store"
+    made = _api(server, f"deployments/{deps['data']['id']}/create_flow_run",
+                {"parameters": {"config": data, "store": str(store), "parts": 2}})  # fmt: skip
+    assert isinstance(made, dict)
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env=env,
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 420
+        while True:
+            state = _api(server, f"flow_runs/{made['id']}")["state_type"]  # type: ignore[index]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+    assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+    parts = _api(server, "flow_runs/filter",
+                 {"flow_runs": {"deployment_id": {"any_": [deps["data-part"]["id"]]}}})  # fmt: skip
+    assert isinstance(parts, list)
+    mine = [r for r in parts if r["parameters"].get("store") == str(store)]
+    assert sorted(r["parameters"]["part"] for r in mine) == [0, 1]
+    assert all(r["state_type"] == "COMPLETED" and r["parameters"]["parts"] == 2 for r in mine)
+    (manifest,) = ArtifactStore(store).manifests("data")
+    one_store = tmp_path / "one-part"
+    key = build_data(DataConfig.model_validate(data), str(one_store))  # one part, in this process
+    assert manifest.key == key
+    one = ArtifactStore(one_store).open("data", key).manifest
+
+    def files(m: object) -> set[tuple[str, int, str]]:
+        return {(f.path, f.size, f.sha256) for f in m.files}  # type: ignore[attr-defined]
+
+    assert files(manifest) == files(one)  # the same dataset, card and pictures, byte for byte

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pytest
 from PIL import Image
 
@@ -63,21 +64,30 @@ def test_mit10m_reads_folders_and_zips_keeping_bytes_fields_and_splits(
         "Paste",
         "Jpan",
     )
-    assert (r["category"], r["category_id"], r["difficulty"], r["box_count"], r["record_id"], r["size"]) == (
-        "sign", "0", "easy", "1", "ja-en-test-12", "small"
+    assert (r["category"], r["category_id"], r["difficulty"], r["box_count"], r["record_id"]) == (
+        "sign", "0", "easy", "1", "ja-en-test-12"
     )  # fmt: skip
+    assert "size" not in r  # MIT-10M's records have no size field: no column unless size_field names one
     assert all(r["split"] == "test" for r in rows if "/test_" in r["image_file"])
     assert len({r["id"] for r in rows}) == len(rows)
 
 
 def test_mit10m_filters(mit_root: Path, tmp_path: Path) -> None:
-    only = {"categories": ["menu"], "sizes": ["small", "large"], "directions": [{"src": "zh", "tgt": "en"}]}
-    b = build_dataset(_mit_cfg(mit_root, **only, skip_bad=True), progress=False)  # few rows: a split empty
+    root = layouts.mit10m(tmp_path / "sized", size_field="img_size")  # a copy with a size field added
+    only = {"categories": ["menu"], "sizes": ["small", "large"], "size_field": "img_size",
+            "directions": [{"src": "zh", "tgt": "en"}]}  # fmt: skip
+    b = build_dataset(_mit_cfg(root, **only, skip_bad=True), progress=False)  # few rows: a split empty
     rows = b.table.to_pylist()
     assert rows and {r["direction"] for r in rows} == {"zh-en"}
-    assert {r["category"] for r in rows} == {"menu"} and {r["size"] for r in rows} <= {"small", "large"}
+    assert {r["category"] for r in rows} == {"menu"} and {r["size"] for r in rows} == {"small", "large"}
+    cats = build_dataset(
+        _mit_cfg(mit_root, categories=["1"], difficulties=["hard"], skip_bad=True), progress=False
+    )
+    assert {(r["category_id"], r["difficulty"]) for r in cats.table.to_pylist()} == {("1", "hard")}
     with pytest.raises(DataError, match="no field 'dims' to filter `sizes` on"):
         build_dataset(_mit_cfg(mit_root, sizes=["x"], size_field="dims"), progress=False)
+    with pytest.raises(ValueError, match=r"`sizes` needs `size_field`.*no size field"):
+        _mit_cfg(mit_root, sizes=["small"])
 
 
 def test_ocrmt30k_crops_lines_to_boxes_else_whole_image(tmp_path: Path) -> None:
@@ -185,8 +195,62 @@ def test_parts_give_the_same_file_as_one_part(mit_root: Path, tmp_path: Path) ->
     assert one.table.num_rows > 3 and _sha(one.path) == _sha(three.path)
     assert not (folder / "parts").exists()
     assert json.loads(json.dumps(three.counts)) == one.counts
+    assert list(three.drops_by_direction.items()) == list(one.drops_by_direction.items())  # same order
     with pytest.raises(DataError, match=r"parts .* are not written yet"):
         finish_parts(cfg, tmp_path / "none", 2)
+
+
+def _zh_en_table(tmp_path: Path) -> Path:
+    path = tmp_path / "zh-en.jsonl"
+    rows = [
+        {"src_text": z, "tgt_text": e, "sl": "zh", "tl": "en"}
+        for z, e in zip(layouts.ZH, layouts.EN, strict=True)
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("caps", [(10_000, 10_000), (6, 2)], ids=["all-rows", "capped"])
+def test_spilled_references_write_the_same_file_as_in_memory(
+    mit_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps: tuple[int, int]
+) -> None:
+    """Past `ranked.SPILL_AT` references the records go to run files and come back in the same order:
+    the same bytes (text pairs merged with image records included), in one part or three."""
+    from mnaft_core.data import ranked
+
+    table = {
+        "kind": "table",
+        "path": str(_zh_en_table(tmp_path)),
+        "columns": {"src_lang": "sl", "tgt_lang": "tl"},
+    }
+    split = {"max_train_per_direction": caps[0], "max_eval_per_direction": caps[1]}
+    mit = {"kind": "mit10m", "path": str(mit_root), "val_fraction": 0.3}
+    mixed = DataConfig.model_validate({"directions": MIT_DIRS, "sources": [mit, table], "split": split})
+    images = DataConfig.model_validate({"directions": MIT_DIRS, "sources": [mit], "split": split})
+    memory = {n: build_dataset(c, progress=False, out_dir=tmp_path / f"memory-{n}")
+              for n, c in (("mixed", mixed), ("images", images))}  # fmt: skip
+    spills = []
+    real_spill = ranked.RankedRefs.spill
+
+    def spill(self: ranked.RankedRefs) -> None:
+        spills.append(self.held)
+        real_spill(self)
+
+    monkeypatch.setattr(ranked.RankedRefs, "spill", spill)
+    monkeypatch.setattr(ranked, "SPILL_AT", 3)
+    monkeypatch.setattr(ranked, "FAN_IN", 2)
+    spilled = build_dataset(mixed, progress=False, out_dir=tmp_path / "spilled")
+    assert len(spills) > 5 and max(spills) == 3
+    assert memory["mixed"].table.num_rows > len(layouts.EN) and _sha(spilled.path) == _sha(
+        memory["mixed"].path
+    )
+    zh_en = spilled.table.filter(pc.equal(spilled.table["direction"], "zh-en"))
+    assert set(zh_en["origin"].to_pylist()) == {"mit10m", "table"}  # text pairs merged with image records
+    folder = tmp_path / "parts"
+    for part in (1, 0, 2):
+        build_part(images, part, 3, folder, progress=False)
+    assert _sha(finish_parts(images, folder, 3).path) == _sha(memory["images"].path)
+    assert not list(tmp_path.glob("**/.spill-*"))  # the spill folders are gone
 
 
 def test_key_fingerprints_follow_the_files(mit_root: Path, tmp_path: Path) -> None:
