@@ -264,8 +264,8 @@ class CleanConfig(StrictModel):
         default_factory=dict,
         description="per language, e.g. {zh-Hans: 500}: keep only pairs whose text in that language uses "
         "its N most frequent characters alone (counted over the distinct cleaned texts of that language "
-        "in the configured text pairs; rendered text sources only); for a small model that cannot learn a whole "
-        "CJK inventory",
+        "in the configured text pairs; rendered text sources only); for a small model that cannot learn "
+        "a whole CJK inventory",
     )
 
     @field_validator("charset")
