@@ -194,6 +194,39 @@ def test_mnaft_deploy_registers_every_flow_on_the_live_server(server: str, tmp_p
     assert len(_api(server, "deployments/filter", {})) == len(deps)  # type: ignore[arg-type]
 
 
+def _deployed(server: str, env: dict[str, str], needed: str) -> dict[str, dict[str, object]]:
+    """The server's deployments by name, after `mnaft deploy` if ``needed`` is not among them yet
+    (registered by the deploy test unless a test runs alone)."""
+    deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    if needed not in deps:
+        run = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    return deps
+
+
+def _worker_runs(server: str, env: dict[str, str], run_id: str, log_path: Path, timeout: float) -> str:
+    """Start a `mnaft worker` on the cpu pool until flow run ``run_id`` ends; its final state type."""
+    log = log_path.open("w")
+    worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env=env,
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = str(_api(server, f"flow_runs/{run_id}")["state_type"])  # type: ignore[index]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
+                return state
+            time.sleep(2)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+
+
 def test_a_process_worker_pulls_and_runs_a_deployment(server: str, tmp_path: Path) -> None:
     """What compose's workers do, here: a `mnaft worker` on pool cpu picks up a run of the `data`
     deployment (registered by `mnaft deploy`), runs it from this checkout and publishes into the store."""
@@ -201,12 +234,7 @@ def test_a_process_worker_pulls_and_runs_a_deployment(server: str, tmp_path: Pat
     from tasks.data import data_key
 
     env = {**os.environ, "PREFECT_API_URL": f"{server}/api", "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
-    if "data" not in deps:  # registered by the test above unless it ran alone
-        run = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert run.returncode == 0, run.stdout + run.stderr
-        deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    deps = _deployed(server, env, "data")
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text("src_text\ttgt_text\n" + "".join(f"Word {i}\tWort {i}\n" for i in range(30)))
     data = {"directions": [{"src": "en", "tgt": "de"}],
@@ -216,23 +244,7 @@ def test_a_process_worker_pulls_and_runs_a_deployment(server: str, tmp_path: Pat
     made = _api(server, f"deployments/{deps['data']['id']}/create_flow_run",
                 {"parameters": {"config": data, "store": str(store)}})  # fmt: skip
     assert isinstance(made, dict)
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env=env,
-                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            state = _api(server, f"flow_runs/{made['id']}")["state_type"]  # type: ignore[index]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+    state = _worker_runs(server, env, str(made["id"]), tmp_path / "worker.log", 300)
     assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
     (manifest,) = ArtifactStore(store).manifests("data")
     assert manifest.key == data_key(DataConfig.model_validate(data))  # the key the pipeline computes
@@ -248,12 +260,7 @@ def test_workers_run_a_data_import_in_parts_through_the_data_part_deployment(
     from tests import published_layouts as layouts
 
     env = {**os.environ, "PREFECT_API_URL": f"{server}/api", "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
-    if "data-part" not in deps:  # registered by a test above unless this one runs alone
-        run = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert run.returncode == 0, run.stdout + run.stderr
-        deps = {d["name"]: d for d in _api(server, "deployments/filter", {})}  # type: ignore[union-attr]
+    deps = _deployed(server, env, "data-part")
     mit = layouts.mit10m(tmp_path / "mit10m")
     data = {"directions": [{"src": "zh", "tgt": "en"}, {"src": "ja", "tgt": "en"}],
             "sources": [{"kind": "mit10m", "path": str(mit), "val_fraction": 0.3}]}  # fmt: skip
@@ -261,23 +268,7 @@ def test_workers_run_a_data_import_in_parts_through_the_data_part_deployment(
     made = _api(server, f"deployments/{deps['data']['id']}/create_flow_run",
                 {"parameters": {"config": data, "store": str(store), "parts": 2}})  # fmt: skip
     assert isinstance(made, dict)
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env=env,
-                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 420
-        while True:
-            state = _api(server, f"flow_runs/{made['id']}")["state_type"]  # type: ignore[index]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+    state = _worker_runs(server, env, str(made["id"]), tmp_path / "worker.log", 420)
     assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
     parts = _api(server, "flow_runs/filter",
                  {"flow_runs": {"deployment_id": {"any_": [deps["data-part"]["id"]]}}})  # fmt: skip
