@@ -148,8 +148,9 @@ class ClaimResult:
         return out
 
 
-def _aligned(df: pl.DataFrame, directions: Sequence[str], ids: Mapping[str, list[str]], what: str
-             ) -> dict[tuple[int, str], pl.DataFrame]:  # fmt: skip
+def _aligned(
+    df: pl.DataFrame, directions: Sequence[str], ids: Mapping[str, list[str]], what: str
+) -> dict[tuple[int, str], pl.DataFrame]:
     out = {}
     for (seed, direction), part in df.group_by(["seed", "direction"], maintain_order=True):
         part = part.sort("sample_id")
@@ -163,9 +164,13 @@ def _aligned(df: pl.DataFrame, directions: Sequence[str], ids: Mapping[str, list
 
 
 def measures(
-    df: pl.DataFrame, column: str, kind: str, directions: Sequence[str], ids: Mapping[str, list[str]],
+    df: pl.DataFrame,
+    column: str,
+    kind: str,
+    directions: Sequence[str],
+    ids: Mapping[str, list[str]],
     what: str,
-) -> Measures:  # fmt: skip
+) -> Measures:
     """One system's per-string statistics of ``column`` (chrF++ against ``reference``, or CER against
     ``source``), seed by seed, direction by direction."""
     parts = _aligned(df, directions, ids, what)
@@ -194,8 +199,9 @@ class Bootstrap:
         self.seeds = list(seeds)
         self.resamples = resamples
         self.seed_draws = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
-        self.weights = [rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-                        for n in strings]  # fmt: skip
+        self.weights = [
+            rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64) for n in strings
+        ]
 
     def _per_seed(self, m: Measures, what: str, seeded: bool) -> list[int]:
         """Index into ``m``'s seeds of each experiment seed (a seedless system: its one output for all)."""
@@ -296,11 +302,14 @@ def decide(
         )
     contradicted = bool(losses) or small
     outcome = (
-        "supported and contradicted" if supported and contradicted
-        else "supported" if supported
-        else "contradicted" if contradicted
+        "supported and contradicted"
+        if supported and contradicted
+        else "supported"
+        if supported
+        else "contradicted"
+        if contradicted
         else "inconclusive"
-    )  # fmt: skip
+    )
     cost = []
     if supported and retention is not None:
         if retention["text_chrf_delta_high"] < -TEXT_MARGIN:
@@ -337,8 +346,12 @@ def claim_statistics(
     ref = outputs.filter(pl.col("system") == baseline)
     directions = sorted(ref["direction"].unique().to_list())
     first_seed = ref["seed"].min()
-    ids = {d: ref.filter((pl.col("direction") == d) & (pl.col("seed") == first_seed)).sort("sample_id")[
-        "sample_id"].to_list() for d in directions}  # fmt: skip
+    ids = {
+        d: ref.filter((pl.col("direction") == d) & (pl.col("seed") == first_seed))
+        .sort("sample_id")["sample_id"]
+        .to_list()
+        for d in directions
+    }
     boot = Bootstrap(list(seeds), [len(ids[d]) for d in directions], resamples, seed)
     values: dict[str, tuple[float, Array]] = {}
     scores = []
@@ -349,26 +362,45 @@ def claim_statistics(
         values[name] = (est, b)
         full = np.stack([chrf_from_statistics(st.sum(1)) for st in m.stats], -1)
         sd = float(per_seed.std(ddof=1)) if seeded and len(seeds) > 1 else 0.0
-        scores.append({
-            "system": name, "chrf": est, "chrf_sd": sd,
-            "seeds": len(m.seeds),
-            "by_direction": {d: float(full[:, i].mean()) for i, d in enumerate(directions)},
-            "ci_low": interval(est, b).low, "ci_high": interval(est, b).high,
-        })  # fmt: skip
+        scores.append(
+            {
+                "system": name,
+                "chrf": est,
+                "chrf_sd": sd,
+                "seeds": len(m.seeds),
+                "by_direction": {d: float(full[:, i].mean()) for i, d in enumerate(directions)},
+                "ci_low": interval(est, b).low,
+                "ci_high": interval(est, b).high,
+            }
+        )
     comparisons = compare(baseline, values, [s for s in systems if s != baseline])
     retention = (
         _retention(retained, systems, base, directions, ids, boot, seedless) if retained is not None else []
     )
     base_ret = next((r for r in retention if r["system"] == baseline), None)
     decision = decide(comparisons, against, base_ret)
-    return ClaimResult(baseline, list(seeds), directions, {d: len(ids[d]) for d in directions}, resamples,
-                       scores, comparisons, retention, decision)  # fmt: skip
+    return ClaimResult(
+        baseline,
+        list(seeds),
+        directions,
+        {d: len(ids[d]) for d in directions},
+        resamples,
+        scores,
+        comparisons,
+        retention,
+        decision,
+    )
 
 
 def _retention(
-    retained: pl.DataFrame, systems: Sequence[str], base: str, directions: Sequence[str],
-    ids: Mapping[str, list[str]], boot: Bootstrap, seedless: Sequence[str],
-) -> list[dict[str, Any]]:  # fmt: skip
+    retained: pl.DataFrame,
+    systems: Sequence[str],
+    base: str,
+    directions: Sequence[str],
+    ids: Mapping[str, list[str]],
+    boot: Bootstrap,
+    seedless: Sequence[str],
+) -> list[dict[str, Any]]:
     have = set(retained["system"].unique().to_list())
     if base not in have:
         raise ValueError(f"retention: no rows of the base system {base!r}")
@@ -386,9 +418,14 @@ def _retention(
         row: dict[str, Any] = {"system": name, "text_chrf": t, "reading_cer": c}
         if name != base:
             dt, dc = interval(t - bt, t_boot - bt_boot), interval(c - bc, c_boot - bc_boot)
-            row |= {"text_chrf_delta": dt.estimate, "text_chrf_delta_low": dt.low,
-                    "text_chrf_delta_high": dt.high, "reading_cer_delta": dc.estimate,
-                    "reading_cer_delta_low": dc.low, "reading_cer_delta_high": dc.high}  # fmt: skip
+            row |= {
+                "text_chrf_delta": dt.estimate,
+                "text_chrf_delta_low": dt.low,
+                "text_chrf_delta_high": dt.high,
+                "reading_cer_delta": dc.estimate,
+                "reading_cer_delta_low": dc.low,
+                "reading_cer_delta_high": dc.high,
+            }
         out.append(row)
     return out
 
