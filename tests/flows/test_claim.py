@@ -47,7 +47,7 @@ def _toy(root: Path) -> Path:
                 "render": {"height": 32, "max_width": 128, "max_lines": 1, "font_size": [14, 16]},
             },
             "profile": {"max_samples_per_direction": 4, "batch_size": 4, "shard_size": 4, "gradient": True},
-            "select": {"lape": {"top_rate": 0.05}},
+            "select": {"lape": {"top_rate": 0.05}, "specificity": {"permutations": 99}},
             "finetune": {"settings": {"batch_size": 4, "checkpoint_every": 1}},
             "evaluate": {"max_new_tokens": 4},
         },
