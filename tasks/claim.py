@@ -167,10 +167,18 @@ def _context(
     for system, seeds in checkpoints.items():
         metrics = st.open("finetune", seeds[min(seeds)]).manifest.metrics
         params[system] = metrics.get("trainable_params")
+    grouped: dict[tuple[str, str], list[str]] = {}  # (system, mask key) -> seeds that train on it
+    for label, key in masks.items():
+        system, seed = label.rsplit(":", 1)
+        grouped.setdefault((system, key), []).append(seed)
     mask_info = {}
-    for label, key in sorted(masks.items()):
+    for (system, key), seeds in sorted(grouped.items()):
         m = st.open("select", key).manifest.metrics
-        mask_info[label] = {k: m.get(k) for k in ("method", "neurons", "selected_layers", "specificity")}
+        label = f"{system} (seed{'s' if len(seeds) > 1 else ''} {', '.join(sorted(seeds, key=int))})"
+        mask_info[label] = {
+            "key": key,
+            **{k: m.get(k) for k in ("method", "neurons", "selected_layers", "specificity")},
+        }
     scores = {s["system"]: s["chrf"] for s in result.scores}
     base_name = next((s.name for s in cfg.systems if s.kind == "base"), None)
     base = next((r for r in result.retention if r["system"] == base_name), None)
@@ -181,7 +189,7 @@ def _context(
             "base_image_chrf": scores[base_name],
             "modality_gap": base["text_chrf"] - scores[base_name],
         }
-    spec = next((v["specificity"] for k, v in mask_info.items() if k.startswith(f"{cfg.baseline}:")), None)
+    spec = next((v["specificity"] for k, v in mask_info.items() if k.startswith(f"{cfg.baseline} (")), None)
     if spec:
         pre |= {
             "specificity_share": spec.get("share_significant"),

@@ -92,7 +92,8 @@ def test_claim_runs_through_the_cli_resumes_and_feeds_its_docs_table(
     assert {r["system"] for r in report["retention"]} == {"base", "mnaft", "random", "gradient"}
     assert report["decision"]["outcome"] in {"supported", "supported at a retention cost", "contradicted",
                                              "inconclusive", "supported and contradicted"}  # fmt: skip
-    assert report["masks"]["gradient:0"]["method"] == "gradient"
+    assert report["masks"]["gradient (seeds 0, 1)"]["method"] == "gradient"  # one mask for both seeds
+    assert {"random (seed 0)", "random (seed 1)"} <= set(report["masks"])  # its mask seed = training seed
     assert report["trainable_params"]["mnaft"] > 0
     md = st.open("claim", claim.key).read_bytes("claim.md").decode()
     assert "Not the pre-registered experiment" in md and "## Retention against the base" in md
