@@ -171,10 +171,10 @@ def _context(
     for label, key in masks.items():
         system, seed = label.rsplit(":", 1)
         grouped.setdefault((system, key), []).append(seed)
-    mask_info = {}
-    for (system, key), seeds in sorted(grouped.items()):
+    mask_info: dict[str, dict[str, Any]] = {}
+    for (system, key), on in sorted(grouped.items()):
         m = st.open("select", key).manifest.metrics
-        label = f"{system} (seed{'s' if len(seeds) > 1 else ''} {', '.join(sorted(seeds, key=int))})"
+        label = f"{system} (seed{'s' if len(on) > 1 else ''} {', '.join(sorted(on, key=int))})"
         mask_info[label] = {
             "key": key,
             **{k: m.get(k) for k in ("method", "neurons", "selected_layers", "specificity")},
