@@ -161,6 +161,9 @@ def _claim(path: str, data: dict[str, Any]) -> str:
         "comparisons",
         f"decision: **{data['decision']['outcome']}**",
     ]
+    gap = data.get("preconditions", {}).get("modality_gap")
+    if gap is not None:
+        notes.insert(0, f"modality gap of the base (text minus image chrF++) {gap:.1f}")
     head = (
         "" if data.get("preregistered") else "**NOT the pre-registered experiment (a toy or pilot run).**\n\n"
     )

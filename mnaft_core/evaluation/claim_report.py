@@ -112,6 +112,15 @@ def claim_markdown(report: Mapping[str, Any]) -> str:
         ),
         "",
     ]
+    dirs = r["directions"]
+    md += ["Per direction (mean over seeds):", ""]
+    md += [
+        _table(
+            ["system", *dirs],
+            [[s["system"], *(f"{s['by_direction'][d]:.2f}" for d in dirs)] for s in r["scores"]],
+        ),
+        "",
+    ]
     md += [f"## {r['baseline']} against each system (Holm over {len(r['comparisons'])} comparisons)", ""]
     rows = []
     for c in r["comparisons"]:

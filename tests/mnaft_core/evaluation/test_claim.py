@@ -3,6 +3,9 @@ the decision rule, the learning-rate choice."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -153,3 +156,38 @@ def test_claim_statistics_compares_the_baseline_with_every_system_in_one_holm_fa
     assert ret["mnaft"]["reading_cer_delta"] < 0  # reads the GOOD strings: fewer edits than the base
     assert res.decision["outcome"] in {"supported", "inconclusive", "contradicted"}
     assert res.to_json()["comparisons"][0]["significant"] in (True, False)
+
+
+def test_report_shows_preconditions_decision_and_every_table(tmp_path: Path) -> None:
+    from mnaft_core.evaluation.claim_report import write_claim_report
+
+    frames = [
+        _frame("mnaft", {0: GOOD, 1: GOOD}),
+        _frame("random", {0: BAD, 1: GOOD}),
+        _frame("base", {0: BAD}),
+    ]
+    outputs = pl.concat(frames)
+    retained = pl.concat([f.with_columns(pl.col("hypothesis").alias("text_hypothesis"),
+                                         pl.col("hypothesis").alias("reading")) for f in frames])  # fmt: skip
+    res = claim_statistics(
+        outputs, retained, ["base", "mnaft", "random"], "mnaft", [0, 1], ["random"], 300, 2
+    )
+    context = {
+        "name": "t", "preregistered": True, "model": "m", "steps": 20, "grid_seed": 0,
+        "kinds": {"base": "base", "mnaft": "mnaft", "random": "mnaft"}, "chosen_lr": {"mnaft": 1e-3},
+        "grid": [{"system": "mnaft", "lr": 1e-3, "chrf": 1.0}, {"system": "mnaft", "lr": 2e-3, "chrf": 0.5}],
+        "trainable_params": {"mnaft": 10}, "masks": {},
+        "preconditions": {"base_text_chrf": 60.0, "base_image_chrf": 30.0, "modality_gap": 30.0,
+                          "specificity_share": 0.1, "specificity_selected": 10, "specificity_significant": 1},
+    }  # fmt: skip
+    report = write_claim_report(tmp_path, res, context)
+    md = (tmp_path / "claim.md").read_text()
+    assert json.loads((tmp_path / "claim.json").read_text()) == report
+    assert "Not the pre-registered" not in md and "30.00 (the design asks for at least 20)" in md
+    assert "1 of 10 (10.0%). Below 50%: `mnaft` vs `random` is expected to show nothing." in md
+    assert md.index("## Preconditions") < md.index("## Decision") < md.index("## mnaft against each system")
+    assert (
+        "| random | +" in md
+        and "Per direction (mean over seeds):" in md
+        and "| mnaft | 0.001 | 1.00 | yes |" in md
+    )
