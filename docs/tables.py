@@ -20,6 +20,10 @@ KIND says how FILE (a path from the repository root) becomes a table:
 - ``organism``: the organism's ``manifest.json`` against its targets;
 - ``families``: the model families x stages table and the memory-by-formula table (``docs/families.json``,
   rendered by ``docs/families.py``);
+- ``claim``: the claim experiment's report (``docs/results/claim-*.json``: a claim artifact's claim.json
+  plus ``date``, ``machine``; written by ``--record-claim``) as one row per system: chrF++, the
+  comparison with the baseline (delta, 95% interval, Holm p, MDD), retention, the chosen rate; and the
+  decision;
 - ``bench``: table NAME of a benchmark result (``bench/results/*.json``: ``columns`` of ``{label,
   cell}`` templates over ``rows``).
 
@@ -117,6 +121,55 @@ def _organism(path: str, data: dict[str, Any]) -> str:
     return f"{markdown((['measure', 'value', 'target'], rows))}\n\n{note}"
 
 
+def _claim(path: str, data: dict[str, Any]) -> str:
+    comp = {c["system"]: c for c in data["comparisons"]}
+    ret = {r["system"]: r for r in data.get("retention", [])}
+    lr = data.get("chosen_lr", {})
+    rows = []
+    for s in data["scores"]:
+        name = s["system"]
+        c, r = comp.get(name), ret.get(name, {})
+        vs = "" if c is None else f"{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+        rows.append(
+            [
+                name,
+                f"{s['chrf']:.2f} ± {s['chrf_sd']:.2f}",
+                vs,
+                "" if c is None else f"{c['p_holm']:.4f}",
+                "" if c is None else f"{c['mdd']:.2f}",
+                "" if "reading_cer" not in r else f"{r['reading_cer']:.3f}",
+                "" if "text_chrf" not in r else f"{r['text_chrf']:.1f}",
+                "" if name not in lr else f"{lr[name]:g}",
+            ]
+        )
+    base = data["baseline"]
+    cols = [
+        "system",
+        "chrF++ (mean ± sd over seeds)",
+        f"{base} - system [95% CI]",
+        "Holm p",
+        "MDD (80% power)",
+        "reading CER",
+        "text chrF++",
+        "lr",
+    ]
+    n = sorted(set(data["strings"].values()))
+    notes = [
+        f"image translation chrF++ on {', '.join(map(str, n))} test strings per direction in "
+        f"{len(data['directions'])} directions, seeds {data['seeds']}, {data['steps']} steps per system",
+        f"two-level paired bootstrap ({data['resamples']} resamples), Holm over {len(data['comparisons'])} "
+        "comparisons",
+        f"decision: **{data['decision']['outcome']}**",
+    ]
+    gap = data.get("preconditions", {}).get("modality_gap")
+    if gap is not None:
+        notes.insert(0, f"modality gap of the base (text minus image chrF++) {gap:.1f}")
+    head = (
+        "" if data.get("preregistered") else "**NOT the pre-registered experiment (a toy or pilot run).**\n\n"
+    )
+    return f"{head}{markdown((cols, rows))}\n\n{'; '.join(notes)}. {_source(path, data)}"
+
+
 def _bench(path: str, data: dict[str, Any], name: str) -> str:
     tables = data.get("tables", {})
     if name not in tables:
@@ -134,12 +187,14 @@ def render_spec(spec: str) -> str:
         return _retention(path, data)
     if kind == "organism":
         return _organism(path, data)
+    if kind == "claim":
+        return _claim(path, data)
     if kind == "families":
         return families.render(data)
     if kind == "bench" and len(rest) == 1:
         return _bench(path, data, rest[0])
     raise TableError(
-        f"marker {spec!r}: expected 'chrf|retention|organism|families FILE' or 'bench FILE NAME'"
+        f"marker {spec!r}: expected 'chrf|retention|organism|claim|families FILE' or 'bench FILE NAME'"
     )
 
 
@@ -180,17 +235,42 @@ def record(key: str, store: str, machine: str, out: Path, labels_from: Path | No
     return data
 
 
+def record_claim(key: str, store: str, machine: str, out: Path) -> dict[str, Any]:
+    """A result file from a claim artifact: its claim.json plus when and where it ran."""
+    from storage import ArtifactStore
+
+    art = ArtifactStore(store).resolve(key, "claim")
+    report = json.loads(art.read_bytes("claim.json"))
+    data = {
+        **report,
+        "date": art.manifest.created[:10],
+        "machine": machine,
+        "recorded": f"written by python -m docs.tables --record-claim from claim/{art.key}",
+    }
+    out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m docs.tables", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only report tables that differ")
     parser.add_argument(
         "--record", metavar="KEY", help="write the result file OUT from evaluate artifact KEY"
     )
+    parser.add_argument(
+        "--record-claim", metavar="KEY", help="write the result file OUT from claim artifact KEY"
+    )
     parser.add_argument("--store", default="./mnaft-store", help="artifact store of --record")
     parser.add_argument("--machine", default="", help="where the run ran (CPU/GPU, memory), for --record")
     parser.add_argument("--labels", type=Path, help="result file whose system labels --record reuses")
     parser.add_argument("out", nargs="?", type=Path, help="result file --record writes")
     args = parser.parse_args(argv)
+    if args.record_claim:
+        if args.out is None or not args.machine:
+            parser.error("--record-claim needs OUT and --machine")
+        record_claim(args.record_claim, args.store, args.machine, args.out)
+        print(f"wrote {args.out}; reference it from a <!-- table: claim {args.out} --> marker")
+        return 0
     if args.record:
         if args.out is None or not args.machine:
             parser.error("--record needs OUT and --machine")

@@ -207,6 +207,46 @@ def run(config: ConfigOpt = Path("configs/demo.yaml"), store: StoreOpt = None) -
     _print_report(cfg.store, keys["evaluate"])
 
 
+@app.command("claim")
+def claim(config: ConfigOpt = Path("configs/claim.yaml"), store: StoreOpt = None) -> None:
+    """Run the pre-registered claim experiment (docs/claim.md) as the Prefect `claim` flow: LR grid on
+    the validation split, every seed at the chosen rates, all systems on the test split, the report.
+    Cached stages are not recomputed, so a killed run resumes."""
+    from mnaft_core.claim import ClaimConfig
+
+    try:
+        cfg = load_model(config, ClaimConfig)
+    except ConfigError as err:
+        raise _fail(str(err), 2) from err
+    if store:
+        cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"store": store})})
+    from flows.claim import claim_flow
+
+    keys = claim_flow(cfg)
+    url = cfg.pipeline.store
+    report = json.loads(_store(url).open("claim", keys["claim"]).read_bytes("claim.json"))
+    rows = [(s["system"], f"{s['chrf']:.2f} ± {s['chrf_sd']:.2f}", report["chosen_lr"].get(s["system"], ""))
+            for s in report["scores"]]  # fmt: skip
+    print_table(("system", "chrF++", "lr"), rows, f"claim {keys['claim']}: test split", console)
+    comps = [
+        (
+            c["system"],
+            f"{c['delta']:+.2f}",
+            f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]",
+            f"{c['p']:.4f}",
+            f"{c['p_holm']:.4f}",
+            f"{c['mdd']:.2f}",
+        )
+        for c in report["comparisons"]
+    ]
+    print_table(
+        ("vs", "delta", "95% CI", "p", "Holm p", "MDD"), comps, f"{report['baseline']} against", console
+    )
+    console.print(f"decision: {report['decision']['outcome']}", highlight=False)
+    art = _store(url).open("claim", keys["claim"])
+    console.print(f"report: {art.url('claim.md')}", soft_wrap=True)
+
+
 @app.command("bootstrap")
 def bootstrap(
     config: ConfigOpt = Path("configs/organism.yaml"),

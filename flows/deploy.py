@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
+from mnaft_core.claim import ClaimConfig
 from mnaft_core.config import PipelineConfig, load_model
 from mnaft_core.organism.config import BootstrapConfig
 from tasks.finetune import CHECKPOINT_EVENT
@@ -70,6 +71,9 @@ def deployment_specs(cfg: PipelineConfig) -> list[DeploymentSpec]:
     organism = load_model(ROOT / "configs" / "organism.yaml", BootstrapConfig).model_dump(mode="json")
     bootstrap = {"config": organism, "store": store}  # runnable from the UI as it is
     specs.append(DeploymentSpec("bootstrap", "flows/stages.py:bootstrap_flow", "cpu", bootstrap))
+    claim = load_model(ROOT / "configs" / "claim.yaml", ClaimConfig).model_dump(mode="json")
+    claim["pipeline"]["store"] = store  # the experiment of docs/claim.md, in this deployment's store
+    specs.append(DeploymentSpec("claim", "flows/claim.py:claim_flow", "gpu", {"config": claim}))
     # started by the profile / evaluate flows (parts > 1), one flow run per part, each on a free gpu worker
     specs.append(DeploymentSpec("profile-part", "flows/stages.py:profile_part_flow", "gpu", {"store": store}))
     specs.append(

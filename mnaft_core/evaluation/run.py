@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,24 +54,47 @@ class Candidate:
     cost: Mapping[str, Any]
 
 
+RETENTION_FILE = "retention_outputs.parquet"  # per string: what each model read, and its text translation
+
+
+def retention_rows(
+    system: MllmDirect,
+    samples: Sequence[Sample],
+    inputs: Sequence[ImageInput],
+    gen: Generation,
+    seed: int = 0,
+) -> list[Row]:
+    """Per sample: the MLLM's reading of the image (``reading``, scored against ``source``) and its text
+    translation of the gold source text (``text_hypothesis``, scored against ``reference``)."""
+    reads = read_images(system.model, system.processor, inputs, gen)
+    texts = translate_texts(system.model, system.processor, [s.src_text for s in samples], inputs, gen)
+    return [
+        {**row, "reading": r, "text_hypothesis": t}
+        for row, r, t in zip(rows(system.name, seed, samples, texts), reads, texts, strict=True)
+    ]
+
+
+def retention_of(table: Sequence[Row]) -> dict[str, float]:
+    """Reading CER (all samples) and text-translation chrF++ (mean over directions) of retention rows."""
+    chrf = [
+        corpus_scores(
+            [r["text_hypothesis"] for r in table if r["direction"] == d],
+            [r["reference"] for r in table if r["direction"] == d],
+            d.split("-")[-1],
+        )["chrf"].score
+        for d in sorted({r["direction"] for r in table})
+    ]
+    return {
+        "reading_cer": error_rate([r["reading"] for r in table], [r["source"] for r in table], "char"),
+        "text_chrf": sum(chrf) / len(chrf),
+    }
+
+
 def retention(
     system: MllmDirect, samples: Sequence[Sample], inputs: Sequence[ImageInput], gen: Generation
 ) -> dict[str, float]:
     """Reading CER and text-translation chrF++ (gold source text in) of the system's MLLM."""
-    reads = read_images(system.model, system.processor, inputs, gen)
-    texts = translate_texts(system.model, system.processor, [s.src_text for s in samples], inputs, gen)
-    chrf = [
-        corpus_scores(
-            [t for t, s in zip(texts, samples, strict=True) if s.direction == d],
-            [s.tgt_text for s in samples if s.direction == d],
-            d.split("-")[-1],
-        )["chrf"].score
-        for d in sorted({s.direction for s in samples})
-    ]
-    return {
-        "reading_cer": error_rate(reads, [s.src_text for s in samples], "char"),
-        "text_chrf": sum(chrf) / len(chrf),
-    }
+    return retention_of(retention_rows(system, samples, inputs, gen))
 
 
 def run_system(system: System, samples: Sequence[Sample], inputs: Sequence[ImageInput], seed: int = 0
@@ -100,6 +123,7 @@ class UnitResult:
     rows: list[Row]
     retained: list[dict[str, Any]]
     extra: dict[str, Any]
+    retention_rows: list[Row] = field(default_factory=list)  # per string (``retention_rows``)
 
 
 def units(candidates: Sequence[Candidate], cfg: EvaluateConfig) -> list[Unit]:
@@ -129,9 +153,10 @@ def run_unit(
             own_rows, extra["base_reading_cer"] = run_system(own, samples, inputs)
             table += own_rows
             del own
-        retained = [{"system": BASE, "seed": 0, **retention(base_system, samples, inputs, quiet)}]
+        kept = retention_rows(base_system, samples, inputs, quiet) if cfg.retention else []
+        retained = [{"system": BASE, "seed": 0, **retention_of(kept)}] if kept else []
         del base_system  # the base model's memory is free before the next one loads
-        return UnitResult(table, retained, extra)
+        return UnitResult(table, retained, extra, kept)
     if unit.candidate is None:  # the OCR -> MT cascade
         engine = make_ocr(cfg.ocr, sorted({s.script for s in samples}))
         device = str(pick_device(base.device))
@@ -141,16 +166,18 @@ def run_unit(
     c = unit.candidate
     tuned = load_direct(c.system, base, gen, c.path)
     table += run_system(tuned, samples, inputs, seed=c.seed)[0]
-    retained = [{"system": c.system, "seed": c.seed, **retention(tuned, samples, inputs, quiet)}]
+    kept = retention_rows(tuned, samples, inputs, quiet, seed=c.seed) if cfg.retention else []
+    retained = [{"system": c.system, "seed": c.seed, **retention_of(kept)}] if kept else []
     del tuned
-    return UnitResult(table, retained, extra)
+    return UnitResult(table, retained, extra, kept)
 
 
 def write_unit(result: UnitResult, path: Path) -> None:
     """One unit's result as one Parquet file (rows; retention and extras in its metadata), replaced
     atomically: a file that exists is a finished unit."""
     tmp = path.with_name(f".{path.name}.tmp")
-    meta = json.dumps({"retained": result.retained, "extra": result.extra})
+    meta = json.dumps({"retained": result.retained, "extra": result.extra,
+                       "retention_rows": result.retention_rows}, ensure_ascii=False)  # fmt: skip
     pl.DataFrame(result.rows).write_parquet(tmp, metadata={UNIT_META: meta})
     os.replace(tmp, path)
 
@@ -160,7 +187,9 @@ def read_unit(path: Path) -> UnitResult:
     if meta is None:
         raise ValueError(f"{path}: not an evaluation unit (no {UNIT_META} metadata)")
     m = json.loads(meta)
-    return UnitResult(pl.read_parquet(path).to_dicts(), m["retained"], m["extra"])
+    return UnitResult(
+        pl.read_parquet(path).to_dicts(), m["retained"], m["extra"], m.get("retention_rows", [])
+    )
 
 
 def evaluate(
@@ -188,10 +217,13 @@ def evaluate(
             on_progress(i + 1, len(todo))
     table = [r for res in results for r in res.rows]
     retained = [r for res in results for r in res.retained]
+    kept = [r for res in results for r in res.retention_rows]
     extra = {k: v for res in results for k, v in res.extra.items()}
     outputs = pl.DataFrame(table)
     out.mkdir(parents=True, exist_ok=True)
     outputs.write_parquet(out / "outputs.parquet")
+    if kept:
+        pl.DataFrame(kept).write_parquet(out / RETENTION_FILE)
     scores = score_outputs(outputs)
     systems = set(outputs["system"].to_list())
     sig = (
@@ -207,6 +239,8 @@ def evaluate(
             pl.col("text_chrf").mean().round(2),
             pl.len().alias("seeds"),
         )
+        if retained
+        else None
     )
     cost = (
         pl.DataFrame(

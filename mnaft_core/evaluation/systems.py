@@ -41,6 +41,9 @@ class EvaluateConfig(StrictModel):
     num_beams: int = Field(1, ge=1, le=16, description="MLLM decoding: 1 = greedy, more = beam search")
     own_cascade: bool = Field(True, description="also run the MLLM's read-then-translate cascade")
     cascade: bool = Field(True, description="also run the OCR -> MT cascade baseline")
+    retention: bool = Field(
+        True, description="also measure reading CER and text-translation chrF++ of every MLLM (retention)"
+    )
     ocr: OcrConfig = Field(default_factory=OcrConfig, description="OCR engine of the cascade")
     mt_model: str = Field(
         "embedded:nllb-organism",

@@ -25,7 +25,7 @@ from mnaft_core.data.dataset import Sample
 from mnaft_core.models.adapters import MlpSite, neuron_sites
 from mnaft_core.models.placement import input_device
 from mnaft_core.models.prompts import IGNORE, Example, encode, instruction, model_inputs
-from mnaft_core.profiling.stats import GROUPS, HostStats, ModuleRecorder, recording
+from mnaft_core.profiling.stats import GROUPS, GradientRecorder, HostStats, ModuleRecorder, recording
 from mnaft_core.profiling.zarr_stats import (
     Condition,
     ModuleShape,
@@ -50,6 +50,11 @@ class ProfileConfig(StrictModel):
     taylor: bool = Field(
         True, description="first-order Taylor importance |a * dL/da| (needs teacher forcing)"
     )
+    gradient: bool = Field(
+        False,
+        description="also sum |dL/dW| over each neuron's weight slices (its rows of up/gate/fc1, its column "
+        "of down/fc2) per teacher-forced batch: the gradient selector's score (needs teacher forcing)",
+    )
     activation: Literal["act", "product"] = Field(
         "act", description="act = activation-function output (LAPE); product = gated product fed to down"
     )
@@ -70,6 +75,8 @@ class ProfileConfig(StrictModel):
     def _taylor_needs_loss(self) -> ProfileConfig:
         if self.taylor and not self.teacher_forcing:
             raise ValueError("taylor importance needs a loss: set teacher_forcing: true or taylor: false")
+        if self.gradient and not self.teacher_forcing:
+            raise ValueError("gradient needs a loss: set teacher_forcing: true or gradient: false")
         return self
 
 
@@ -174,6 +181,7 @@ def run_profile(
         shapes,
         {**attrs, **extra},
         sample_slots=cfg.shard_size if cfg.sample_means else 0,
+        gradient=cfg.gradient,
     )
     recorders = {
         m: ModuleRecorder(
@@ -191,7 +199,8 @@ def run_profile(
     todo = [i for i in pending_shards(root) if only_shards is None or i in set(only_shards)]
     requires = [p.requires_grad for p in model.parameters()]
     model.eval()
-    model.requires_grad_(False)  # Taylor needs dL/da only: no parameter gradients are ever stored
+    model.requires_grad_(False)  # Taylor needs dL/da only: no parameter gradients are stored for it
+    gradients = _gradient_recorders(model, modules, device) if cfg.gradient else {}
     embed_hook = (
         model.get_input_embeddings().register_forward_hook(lambda _m, _i, o: o.requires_grad_(True))  # type: ignore[operator]
         if cfg.taylor
@@ -211,11 +220,15 @@ def run_profile(
                     for rec in recorders.values():
                         rec.sample_offset, rec.batch_samples = b, len(chunk)
                     _step(model, processor, recorders, chunk, modality, cfg, device)
+                    for grad in gradients.values():
+                        grad.collect()
                     bar.update(len(chunk))
                     done += len(chunk)
                     if on_progress is not None:
                         on_progress(done, total)
                 stats: dict[str, HostStats] = {m: r.flush() for m, r in recorders.items()}
+                for m, grad in gradients.items():
+                    stats[m].gradient = grad.flush()
                 means = {m: r.flush_samples() for m, r in recorders.items()} if cfg.sample_means else None
                 writer.submit(i, stats, means)  # written in the background while the next shard runs
     finally:
@@ -224,7 +237,28 @@ def run_profile(
             embed_hook.remove()
         for p, r in zip(model.parameters(), requires, strict=True):
             p.requires_grad_(r)
+            p.grad = None
     return root
+
+
+def _gradient_recorders(
+    model: nn.Module, modules: Mapping[str, list[MlpSite]], device: torch.device
+) -> dict[str, GradientRecorder]:
+    """Per module, the weights of every layer's neurons (up/gate/fc1 rows, down/fc2 column), switched to
+    require gradients so the backward computes dL/dW for them (biases are left out)."""
+    out = {}
+    for m, sites in modules.items():
+        layers = []
+        for site in sites:
+            group = []
+            for name, (_kind, axis) in site.parameter_slices(model).items():
+                if name.endswith(".weight"):
+                    p = model.get_parameter(name)
+                    p.requires_grad_(True)
+                    group.append((p, axis))
+            layers.append(group)
+        out[m] = GradientRecorder(layers, sites[0].width(model), device)
+    return out
 
 
 def _step(
@@ -248,7 +282,7 @@ def _step(
         inputs["pixel_values"] = inputs["pixel_values"].to(next(model.parameters()).dtype)
         if cfg.taylor:
             inputs["pixel_values"].requires_grad_(True)
-    if cfg.taylor:
+    if cfg.taylor or cfg.gradient:
         # The summed (not mean) token loss keeps each token's dL/da independent of who shares its batch.
         n_targets = (inputs["labels"][:, 1:] != IGNORE).sum()
         with torch.enable_grad():

@@ -52,6 +52,8 @@ class HostStats:
     sum: NDArray[np.float64]
     sumsq: NDArray[np.float64]
     taylor: NDArray[np.float64]
+    # (L, N) sum over batches of |dL/dW| over each neuron's weight slices; None unless profiled
+    gradient: NDArray[np.float64] | None = None
 
     @classmethod
     def zeros(cls, layers: int, neurons: int) -> HostStats:
@@ -65,7 +67,58 @@ class HostStats:
     def __iadd__(self, other: HostStats) -> HostStats:
         for name in ("tokens", *STATS):
             getattr(self, name).__iadd__(getattr(other, name))
+        if (self.gradient is None) != (other.gradient is None):
+            raise ValueError("cannot add statistics with and without the gradient statistic")
+        if self.gradient is not None and other.gradient is not None:
+            self.gradient += other.gradient
         return self
+
+
+def neuron_abs_grad(slices: Sequence[tuple[torch.Tensor, int]], neurons: int) -> torch.Tensor:
+    """Per neuron, ``sum |g|`` over its slices: each ``(g, axis)`` is a weight's gradient and the axis along
+    which neuron j owns index j (0: a row of up/gate/fc1, 1: a column of down/fc2). float32, (neurons,)."""
+    out: torch.Tensor | None = None
+    for g, axis in slices:
+        if g.shape[axis] != neurons:
+            raise ValueError(f"gradient of shape {tuple(g.shape)} has no {neurons} neurons on axis {axis}")
+        dims = [d for d in range(g.dim()) if d != axis]
+        part = g.detach().abs().float().sum(dim=dims) if dims else g.detach().abs().float()
+        out = part if out is None else out + part.to(out.device)
+    if out is None:
+        raise ValueError("no weight slices given")
+    return out
+
+
+@dataclass
+class GradientRecorder:
+    """The gradient statistic of one module: after each backward, every layer's ``sum |dL/dW|`` per neuron
+    over its weight slices (``neuron_abs_grad``), added on the device; the gradients are then dropped.
+
+    The parameters must require gradients during the profile's backward (the runner switches them on).
+    The absolute value is taken per batch (of the summed token loss), then summed over batches and
+    shards, so shards add up like the other statistics.
+    """
+
+    params: Sequence[Sequence[tuple[nn.Parameter, int]]]  # per layer: (weight, neuron axis)
+    neurons: int
+    device: torch.device
+    _acc: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._acc = torch.zeros(len(self.params), self.neurons, device=self.device)
+
+    def collect(self) -> None:
+        for layer, group in enumerate(self.params):
+            grads = [(p.grad, axis) for p, axis in group if p.grad is not None]
+            if grads:
+                self._acc[layer] += neuron_abs_grad(grads, self.neurons).to(self.device)
+            for p, _ in group:
+                p.grad = None
+
+    def flush(self) -> NDArray[np.float64]:
+        out = self._acc.double().cpu().numpy()
+        self._acc.zero_()
+        return out
 
 
 @dataclass

@@ -11,6 +11,9 @@
         condition     (shard,)                        int32     which condition the shard profiled
         sample_mean   (shard, sample, layer, neuron)  float16   chunks (1, S, L, N); optional: per-sample
                                                               mean activation, NaN where no sample
+        gradient      (shard, layer, neuron)          float64   chunks (1, L, N); optional: sum over the
+                                                              shard's batches of |dL/dW| over each
+                                                              neuron's weight slices (profile.gradient)
       done            (shard,)                        uint8     chunks (1,): 1 once the shard is written
 
 A *shard* is one condition over one slice of the samples. Each shard owns whole chunks, so any number
@@ -71,11 +74,12 @@ def create_layout(
     modules: Mapping[str, ModuleShape],
     attrs: Mapping[str, Any],
     sample_slots: int = 0,
+    gradient: bool = False,
 ) -> zarr.Group:
     """Create (or reopen, if it matches) the store for ``len(shard_conditions)`` shards.
 
     ``sample_slots > 0`` adds the per-sample means (that many samples per shard); ``attrs["sample_ids"]``
-    should then name each shard's samples.
+    should then name each shard's samples. ``gradient`` adds the per-neuron weight-gradient statistic.
     """
     n = len(shard_conditions)
     meta = {
@@ -90,21 +94,29 @@ def create_layout(
         "shards": n,
         "sample_slots": sample_slots,
         "layout": LAYOUT_VERSION,
+        **({"gradient": True} if gradient else {}),
     }
     root = zarr.open_group(str(path), mode="a", zarr_format=3)
     if "done" in root:
         existing = dict(root.attrs)
-        for k in ("layout", "conditions", "modules", "shards", "fingerprint", "data_key", "sample_slots"):
+        keys = ("layout", "conditions", "modules", "shards", "fingerprint", "data_key", "sample_slots",
+                "gradient")  # fmt: skip
+        for k in keys:
             if existing.get(k) != meta.get(k):
                 raise ValueError(f"{path}: existing profile store differs in {k!r}; refusing to mix profiles")
         return root
     root.attrs.update(meta)
-    sync(_create_arrays(str(path), np.asarray(shard_conditions, dtype=np.int32), modules, sample_slots))
+    conds = np.asarray(shard_conditions, dtype=np.int32)
+    sync(_create_arrays(str(path), conds, modules, sample_slots, gradient))
     return root
 
 
 async def _create_arrays(
-    path: str, shard_conditions: NDArray[np.int32], modules: Mapping[str, ModuleShape], slots: int
+    path: str,
+    shard_conditions: NDArray[np.int32],
+    modules: Mapping[str, ModuleShape],
+    slots: int,
+    gradient: bool = False,
 ) -> None:
     """Every module's arrays, created concurrently (each is a metadata write); ``done`` last of all."""
     root = await zarr.api.asynchronous.open_group(store=path, mode="a", zarr_format=3)
@@ -129,6 +141,11 @@ async def _create_arrays(
                 grp.create_array("sample_mean", shape=(n, slots, *per_layer), chunks=(1, slots, *per_layer),
                                  dtype="float16", fill_value=np.nan,
                                  dimension_names=["shard", "sample", "layer", "neuron"])
+            )  # fmt: skip
+        if gradient:
+            made.append(
+                grp.create_array("gradient", shape=(n, *per_layer), chunks=(1, *per_layer), dtype="float64",
+                                 dimension_names=["shard", "layer", "neuron"])
             )  # fmt: skip
     arrays = await asyncio.gather(*made)
     await asyncio.gather(
@@ -185,7 +202,8 @@ class _ShardArrays:
     def _module(self, module: str) -> dict[str, zarr.Array]:
         if module not in self.modules:
             grp = _group(self.root, module)
-            names = ("tokens", "stats", *(("sample_mean",) if "sample_mean" in grp else ()))
+            optional = tuple(n for n in ("sample_mean", "gradient") if n in grp)
+            names = ("tokens", "stats", *optional)
             self.modules[module] = {name: _array(grp, name) for name in names}
         return self.modules[module]
 
@@ -199,6 +217,11 @@ class _ShardArrays:
         for module, st in stats.items():
             arrays = self._module(module)
             writes += [(arrays["tokens"], st.tokens), (arrays["stats"], st.stacked())]
+            if ("gradient" in arrays) != (st.gradient is not None):
+                has = "keeps" if "gradient" in arrays else "keeps no"
+                raise ValueError(f"{self.root.store_path}/{module}: this profile {has} gradient statistic")
+            if st.gradient is not None:
+                writes.append((arrays["gradient"], st.gradient))
         for module, means in (sample_means or {}).items():
             if "sample_mean" not in (arrays := self._module(module)):
                 raise ValueError(f"{self.root.store_path}/{module}: this profile keeps no per-sample means")
@@ -287,9 +310,12 @@ def condition_totals(root: zarr.Group, module: str) -> dict[int, HostStats]:
     out: dict[int, HostStats] = {}
     tokens = np.asarray(_array(grp, "tokens")[:])
     stats = np.asarray(_array(grp, "stats")[:])  # (shard, stat, group, layer, neuron)
+    gradient = np.asarray(_array(grp, "gradient")[:]) if "gradient" in grp else None
     for c in np.unique(cond).tolist():
         sel = cond == c
-        out[int(c)] = HostStats(tokens[sel].sum(axis=0), *stats[sel].sum(axis=0))
+        active, total, sumsq, taylor = stats[sel].sum(axis=0)
+        grad = gradient[sel].sum(axis=0) if gradient is not None else None
+        out[int(c)] = HostStats(tokens[sel].sum(axis=0), active, total, sumsq, taylor, grad)
     return out
 
 

@@ -30,6 +30,7 @@ class LanguageStats:
     sum: NDArray[np.float64]
     sumsq: NDArray[np.float64]
     taylor: NDArray[np.float64]
+    gradient: NDArray[np.float64] | None = None  # (L, N) over all conditions; None unless profiled
 
     @property
     def prob(self) -> NDArray[np.float64]:
@@ -62,4 +63,8 @@ def per_language(
             tokens[k] += st.tokens[g]
             for name in acc:
                 acc[name][..., k] += getattr(st, name)[g]
-    return LanguageStats(tuple(languages), tokens, acc["active"], acc["sum"], acc["sumsq"], acc["taylor"])
+    grads = [st.gradient for st in totals.values() if st.gradient is not None]
+    gradient = np.sum(grads, axis=0) if grads else None
+    return LanguageStats(
+        tuple(languages), tokens, acc["active"], acc["sum"], acc["sumsq"], acc["taylor"], gradient
+    )

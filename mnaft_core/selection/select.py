@@ -1,5 +1,8 @@
 """Neuron selection: LAPE classes + Taylor importance -> layer ranking -> mask; and the ablation baselines.
 
+Baselines: ``random``, ``magnitude`` (activation RMS), ``taylor`` (``|a * dL/da|``), ``gradient``
+(``sum |dL/dW|`` over each neuron's weight slices, SIFT's criterion at neuron granularity: needs a profile
+with ``gradient: true``), and the class ablations ``agnostic``, ``specific``, ``layers``.
 Every baseline spends the same per-layer budget as MNAFT's own selection (same layers, same number of
 neurons per layer), so an ablation changes *which* neurons train, never how many.
 """
@@ -22,8 +25,10 @@ from mnaft_core.selection.lape import LapeConfig, LapeResult, select_lape
 from mnaft_core.selection.mask import NeuronMask, SiteMask
 from mnaft_core.selection.specificity import SpecificityConfig, SpecificityResult
 
-Method = Literal["mnaft", "random", "magnitude", "taylor", "agnostic", "specific", "layers"]
-METHODS: tuple[Method, ...] = ("mnaft", "random", "magnitude", "taylor", "agnostic", "specific", "layers")
+Method = Literal["mnaft", "random", "magnitude", "taylor", "gradient", "agnostic", "specific", "layers"]
+METHODS: tuple[Method, ...] = (
+    "mnaft", "random", "magnitude", "taylor", "gradient", "agnostic", "specific", "layers",
+)  # fmt: skip
 
 
 class SelectConfig(StrictModel):
@@ -105,13 +110,20 @@ def select_module(stats: LanguageStats, cfg: SelectConfig, rng: np.random.Genera
     elif cfg.method == "layers":
         specific, languages = np.zeros_like(specific), empty_k
         agnostic = np.broadcast_to(keep[:, None], agnostic.shape).copy()
-    else:  # random / magnitude / taylor: same budget per layer, trained for every language
+    else:  # random / magnitude / taylor / gradient: same budget per layer, trained for every language
         if cfg.method == "random":
             score = rng.random(specific.shape)
         elif cfg.method == "magnitude":
             with np.errstate(invalid="ignore", divide="ignore"):
                 rms = np.sqrt(stats.sumsq.sum(-1) / max(stats.tokens.sum(), 1.0))
             score = np.nan_to_num(rms)
+        elif cfg.method == "gradient":  # SIFT's |dL/dW| at neuron granularity (profile.gradient)
+            if stats.gradient is None:
+                raise ValueError(
+                    "the gradient selector needs the profile's gradient statistic: profile with "
+                    "gradient: true"
+                )
+            score = stats.gradient
         else:
             score = stats.taylor.sum(-1)
         agnostic = _top_per_layer(score, budget)
@@ -182,6 +194,8 @@ def _neuron_table(module: str, st: LanguageStats, sel: ModuleSelection) -> pl.Da
         "lape_specific": sel.lape.specific.ravel(),
         "lape_agnostic": sel.lape.agnostic.ravel(),
     }
+    if st.gradient is not None:
+        cols["gradient"] = st.gradient.ravel()
     for k, lang in enumerate(st.languages):
         cols[f"p_{lang}"] = prob[..., k].ravel()
         cols[f"taylor_{lang}"] = taylor[..., k].ravel()

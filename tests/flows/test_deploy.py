@@ -16,7 +16,7 @@ def test_specs_cover_every_flow_on_the_right_pool() -> None:
     specs = {s.name: s for s in deployment_specs(cfg)}
     assert set(specs) == {"mnaft", "data", "bootstrap", "profile", "select", "finetune", "evaluate",
                           "profile-checkpoint", "scan-checkpoints", "profile-part", "data-part",
-                          "evaluate-part"}  # fmt: skip
+                          "evaluate-part", "claim"}  # fmt: skip
     assert {n for n, s in specs.items() if s.pool == "gpu"} >= {
         "profile",
         "finetune",

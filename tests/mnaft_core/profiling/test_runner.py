@@ -182,3 +182,49 @@ def test_sample_means_on_other_towers(family: str, tmp_path: Path) -> None:
         sm = sample_means(root, m, {0: [0, 1, 2]})
         assert len(sm.ids) == (5 + 3 if m == "vision" else 2 * (5 + 3))
         assert np.isfinite(sm.means).all()
+
+
+def test_gradient_statistic_is_each_batchs_weight_gradient_per_neuron(
+    loaded: LoadedModel, tmp_path: Path
+) -> None:
+    import torch
+
+    from mnaft_core.models.adapters import neuron_sites
+    from mnaft_core.profiling.stats import neuron_abs_grad
+
+    with_grad = _profile(loaded, tmp_path / "g.zarr", gradient=True)
+    without = _profile(loaded, tmp_path / "n.zarr")
+    assert with_grad.attrs["gradient"] is True and "gradient" not in without.attrs
+    for m in ("vision", "language"):
+        tg, tn = condition_totals(with_grad, m), condition_totals(without, m)
+        for c in tg:
+            assert tn[c].gradient is None and tg[c].gradient is not None
+            for s in STATS:  # the other statistics are the same with the gradient switched on
+                np.testing.assert_allclose(getattr(tg[c], s), getattr(tn[c], s), rtol=1e-4, atol=1e-6)
+    vision = condition_totals(with_grad, "vision")
+    assert vision[0].gradient is not None and vision[0].gradient.sum() > 0
+    assert vision[1].gradient is not None and vision[1].gradient.sum() == 0  # no image: no vision gradient
+    # shard 0 (de-en by image, samples 0-1, one batch): recompute its gradient by hand
+    cfg = ProfileConfig(shard_size=2, batch_size=2, gradient=True)
+    the_plan = plan(_samples(), cfg)
+    model = loaded.model
+    sites = [s for s in neuron_sites(model) if s.module == "language"]
+    weights = [[(model.get_parameter(n), ax) for n, (_k, ax) in s.parameter_slices(model).items()
+                if n.endswith(".weight")] for s in sites]  # fmt: skip
+    requires = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        for group in weights:
+            for p, _ in group:
+                p.requires_grad_(True)
+        chunk = the_plan.samples["de-en"][0:2]
+        runner._step(model, loaded.processor, {}, chunk, "image", cfg, torch.device("cpu"))
+        expected = np.stack([neuron_abs_grad([(p.grad, ax) for p, ax in g], sites[0].width(model)).numpy()
+                             for g in weights])  # fmt: skip
+    finally:
+        for p, r in zip(model.parameters(), requires, strict=True):
+            p.requires_grad_(r)
+            p.grad = None
+    stored = np.asarray(with_grad["language"]["gradient"][0])
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-7)
+    assert (stored > 0).any()

@@ -158,3 +158,33 @@ def test_chunk_size_must_be_positive() -> None:
     sites = [s for s in neuron_sites(model) if s.module == "language"]
     with pytest.raises(ValueError, match="chunk_tokens must be >= 1, got 0"):
         ModuleRecorder(sites, sites[0].width(model), torch.device("cpu"), chunk_tokens=0)
+
+
+def test_neuron_abs_grad_is_the_hand_computed_sum_over_each_neurons_slices() -> None:
+    import torch
+    from torch import nn
+
+    from mnaft_core.profiling.stats import GradientRecorder, neuron_abs_grad
+
+    # y = down(up(x)) with an identity activation; L = y summed: dL/d up.W[j] = down.W[0, j] * x,
+    # dL/d down.W[0, j] = up.W[j] . x. Two neurons, x = (1, -2).
+    up, down = nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        up.weight.copy_(torch.tensor([[1.0, 2.0], [-3.0, 0.5]]))
+        down.weight.copy_(torch.tensor([[4.0, -1.0]]))
+    x = torch.tensor([[1.0, -2.0]])
+    down(up(x)).sum().backward()
+    # neuron 0: |4*1| + |4*-2| + |1 - 4| = 4 + 8 + 3 = 15; neuron 1: |-1| + |2| + |-3 - 1| = 1 + 2 + 4 = 7
+    assert up.weight.grad is not None and down.weight.grad is not None
+    got = neuron_abs_grad([(up.weight.grad, 0), (down.weight.grad, 1)], 2)
+    assert got.tolist() == [15.0, 7.0]
+    with pytest.raises(ValueError, match="no 3 neurons on axis 0"):
+        neuron_abs_grad([(up.weight.grad, 0)], 3)
+    # the recorder adds |dL/dW| per backward (absolute value per batch), then drops the gradients
+    rec = GradientRecorder([[(up.weight, 0), (down.weight, 1)]], 2, torch.device("cpu"))
+    rec.collect()
+    assert up.weight.grad is None
+    down(up(-x)).sum().backward()  # the opposite gradient: cancels in a sum, adds in a sum of |.|
+    rec.collect()
+    np.testing.assert_array_equal(rec.flush(), [[30.0, 14.0]])
+    np.testing.assert_array_equal(rec.flush(), [[0.0, 0.0]])

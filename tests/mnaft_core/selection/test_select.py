@@ -39,7 +39,8 @@ def _stats(seed: int = 0) -> LanguageStats:
     active = np.round(p * tokens)
     taylor = rng.random((layers, neurons, k))
     taylor[2] *= 50  # layer 2 matters most
-    return LanguageStats(LANGS, tokens, active, active * 0.5, active * 0.4, taylor)
+    gradient = rng.random((layers, neurons))
+    return LanguageStats(LANGS, tokens, active, active * 0.5, active * 0.4, taylor, gradient)
 
 
 SITES = {"language": [f"model.language_model.layers.{i}.mlp" for i in range(4)]}
@@ -89,6 +90,24 @@ def test_random_is_seeded_and_layers_takes_whole_layers() -> None:
     assert whole.mask.sites[SITES["language"][2]].agnostic.size == 200
     spec = select_neurons({"language": _stats()}, SITES, SelectConfig(method="specific"), "f" * 64)
     assert all(s.agnostic.size == 0 for s in spec.mask.sites.values())
+
+
+def test_gradient_takes_the_largest_weight_gradients_of_each_layer_at_mnaft_budget() -> None:
+    st = _stats()
+    base = select_neurons({"language": st}, SITES, SelectConfig(layer_fraction=0.5), "f" * 64)
+    grad = select_neurons(
+        {"language": st}, SITES, SelectConfig(method="gradient", layer_fraction=0.5), "f" * 64
+    )
+    assert st.gradient is not None
+    for path, site in base.mask.sites.items():
+        layer = SITES["language"].index(path)
+        budget = site.neurons().size
+        expected = np.sort(np.argsort(-st.gradient[layer], kind="stable")[:budget])
+        assert grad.mask.sites[path].agnostic.tolist() == expected.tolist()
+        assert not grad.mask.sites[path].specific
+    no_grad = LanguageStats(st.languages, st.tokens, st.active, st.sum, st.sumsq, st.taylor)
+    with pytest.raises(ValueError, match="profile with gradient: true"):
+        select_neurons({"language": no_grad}, SITES, SelectConfig(method="gradient"), "f" * 64)
 
 
 def test_nothing_selected_is_an_error() -> None:
