@@ -102,7 +102,36 @@ def _retention(path: str, data: dict[str, Any]) -> str:
     return f"{markdown(table)}\n\n{_source(path, data)}"
 
 
+def _organism_targets(path: str, data: dict[str, Any]) -> str:
+    """An organism whose manifest checks issue 18's targets: per direction, then each target."""
+    m = data["metrics"]
+    cer = m["overall"]["reading_cer_by_language"]
+    cols = ["direction", "reading CER (source)", "text chrF++", "zero-shot image chrF++", "gap",
+            "own read-then-translate chrF++", "MT organism chrF++"]  # fmt: skip
+    rows = [
+        [d, f"{cer[max((lang for lang in cer if d.startswith(lang + '-')), key=len)]:.3f}",
+         f"{v['text_chrf']:.1f}", f"{v['zero_shot_image_chrf']:.1f}",
+         f"{v['text_chrf'] - v['zero_shot_image_chrf']:.1f}", f"{v['own_cascade_chrf']:.1f}",
+         f"{v['nllb_organism_text_chrf']:.1f}"]
+        for d, v in m["by_direction"].items()
+    ]  # fmt: skip
+    targets = [
+        [name.replace("_", " "), t["target"], ", ".join(f"{k} {v}" for k, v in t["worst"].items()),
+         "met" if t["met"] else "**missed**"]
+        for name, t in data["targets"].items() if name != "all_met"
+    ]  # fmt: skip
+    mach = data.get("machine", {})
+    where = f"; {mach['threads']} CPU threads, torch {mach['torch']}" if "torch" in mach else ""
+    note = f"_Source: [`{path}`]({path}) ({m['test_examples']} held-out test examples{where})._"
+    return (
+        f"{markdown((cols, rows))}\n\n{markdown((['target', 'wanted', 'worst measured', ''], targets))}"
+        f"\n\n{note}"
+    )
+
+
 def _organism(path: str, data: dict[str, Any]) -> str:
+    if "targets" in data:
+        return _organism_targets(path, data)
     o = data["metrics"]["overall"]
     cer_ok = o["reading_cer"] <= 0.10
     text_ok = o["text_chrf"] >= 40

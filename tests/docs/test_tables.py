@@ -77,3 +77,27 @@ def test_record_turns_an_evaluation_into_a_result_file_the_tables_read(tmp_path:
     mnaft = next(r for r in data["aggregate"] if r["system"] == "mnaft")
     assert f"| mnaft | **{mnaft['chrf_mean']:.2f} ± {mnaft['chrf_std']:.2f}** |" in table
     assert "test box" in table
+
+
+def test_an_organism_with_targets_gets_per_direction_rows_and_its_shortfalls() -> None:
+    from mnaft_core.organism.bootstrap import check_targets
+    from mnaft_core.organism.config import OrganismTargets
+
+    by_dir = {
+        "en-zh-Hans": {"text_chrf": 61.0, "zero_shot_image_chrf": 12.5, "own_cascade_chrf": 40.0,
+                       "nllb_organism_text_chrf": 58.0},
+        "zh-Hans-en": {"text_chrf": 55.0, "zero_shot_image_chrf": 10.0, "own_cascade_chrf": 30.0,
+                       "nllb_organism_text_chrf": 52.0},
+    }  # fmt: skip
+    metrics = {"by_direction": by_dir, "test_examples": 400,
+               "overall": {"reading_cer_by_language": {"en": 0.03, "zh-Hans": 0.11}}}  # fmt: skip
+    data = {"metrics": metrics, "targets": check_targets(metrics, OrganismTargets()),
+            "machine": {"threads": 2, "torch": "2.13.0+cpu"}}  # fmt: skip
+    out = tables._organism("m.json", data)
+    assert "| zh-Hans-en | 0.110 | 55.0 | 10.0 | 45.0 | 30.0 | 52.0 |" in out
+    assert "| en-zh-Hans | 0.030 | 61.0 | 12.5 | 48.5 | 40.0 | 58.0 |" in out
+    assert "| text chrf | >= 60.0 in every direction | zh-Hans-en 55.0 | **missed** |" in out
+    assert (
+        "| modality gap chrf | text - zero-shot image >= 20.0 in every direction | zh-Hans-en 45.0 | met |"
+        in (out)
+    )
