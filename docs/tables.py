@@ -44,7 +44,7 @@ from docs import families
 from mnaft_core.evaluation.tables import Table, chrf_pivot, markdown, template_table
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "BENCHMARKS.md")
+DOCS = ("README.md", "BENCHMARKS.md", "docs/organism.md")
 MARKER = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
