@@ -65,15 +65,16 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
-def pick_device(spec: str) -> torch.device:
+def pick_device(spec: str, field: str = "model.device") -> torch.device:
+    """``spec`` as a torch device; an error names ``field`` (the config key it came from)."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError as e:
-        raise ModelLoadError(f"model.device {spec!r} is not a torch device (cpu, cuda, cuda:1, auto)") from e
+        raise ModelLoadError(f"{field} {spec!r} is not a torch device (cpu, cuda, cuda:1, auto)") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"model.device {spec!r} asks for CUDA but no CUDA device is available")
+        raise ModelLoadError(f"{field} {spec!r} asks for CUDA but no CUDA device is available")
     return device
 
 

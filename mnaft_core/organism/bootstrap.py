@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import transformers as T
 from PIL import Image, ImageDraw, ImageFont
+from torch import nn
 
 from mnaft_core.data.card import CARD_JSON
 from mnaft_core.data.config import SplitConfig
@@ -34,6 +35,7 @@ from mnaft_core.evaluation.systems import (
     translate_by_direction,
     translate_texts,
 )
+from mnaft_core.models.loading import pick_device
 from mnaft_core.models.processor import save_processor, train_tokenizer
 from mnaft_core.models.prompts import Example, instruction
 from mnaft_core.organism.config import BootstrapConfig, OrganismTargets
@@ -85,10 +87,13 @@ def _chrf(hyps: Sequence[str], refs: Sequence[str], lang: str) -> float:
     return round(corpus_scores(hyps, refs, lang)["chrf"].score, 2)
 
 
-def measure(mllm_dir: Path, mt_dir: Path, test: Sequence[Sample], max_new_tokens: int) -> dict[str, Any]:
+def measure(
+    mllm_dir: Path, mt_dir: Path, test: Sequence[Sample], max_new_tokens: int, device: str = "cpu"
+) -> dict[str, Any]:
     """Reading CER, text chrF, zero-shot image chrF and the own cascade's chrF, per language/direction:
     through the evaluation's systems, so these are the numbers `mnaft evaluate` would report."""
     model = T.AutoModelForImageTextToText.from_pretrained(mllm_dir, dtype=torch.float32)
+    nn.Module.to(model, device)  # (transformers' typed `to` wrapper does not take a device)
     processor = T.AutoProcessor.from_pretrained(mllm_dir)
     inputs = inputs_of(test)
     gen = Generation(max_new_tokens=max_new_tokens, batch_size=32)
@@ -96,7 +101,7 @@ def measure(mllm_dir: Path, mt_dir: Path, test: Sequence[Sample], max_new_tokens
     read, cascade = own.readings or [], own.hypotheses
     text = translate_texts(model, processor, [s.src_text for s in test], inputs, gen)
     zero = MllmDirect("zero-shot", model, processor, gen).translate(inputs).hypotheses
-    mt = NllbTranslator(str(mt_dir), max_new_tokens=max_new_tokens)
+    mt = NllbTranslator(str(mt_dir), max_new_tokens=max_new_tokens, device=device)
     mt_out = translate_by_direction(mt, [s.src_text for s in test], inputs)
     by_dir: dict[str, list[int]] = {}
     for i, s in enumerate(test):
@@ -224,7 +229,9 @@ def bootstrap(
     mt_pairs = text_pairs(train, held_out, oc.eval_text_share)
     lines = reading_lines(train, cfg.data.split)
     tokenizer = train_tokenizer(_tokenizer_corpus(lines, train), oc.text.vocab_size)
+    device = pick_device(oc.device, "organism.device")
     model, processor = build_mllm(tokenizer, oc, cfg.data.render)
+    nn.Module.to(model, device)
     renderer = LineRenderer(lines, cfg.data.render, oc.seed)
     rows = cfg.data.render.height // oc.vision.patch_size
     reader = VisionReader(
@@ -245,6 +252,7 @@ def bootstrap(
 
     mllm_dir, mt_dir = out_dir / "organism", out_dir / "nllb-organism"
     mllm_dir.mkdir(parents=True, exist_ok=True)
+    nn.Module.to(model, "cpu")
     model.half().save_pretrained(mllm_dir)
     save_processor(processor, mllm_dir)  # standard files: plain AutoProcessor loads them
 
@@ -253,13 +261,15 @@ def bootstrap(
         [s.src_text for s in corpus] + [s.tgt_text for s in corpus], cfg.data.languages, oc.mt.vocab_size
     )
     mt_model = build_nllb(mt_tok, oc.mt)
+    nn.Module.to(mt_model, device)
     stages["mt"] = train_nllb(mt_model, mt_tok, mt_pairs, oc.mt, oc.seed, log)
     mt_dir.mkdir(parents=True, exist_ok=True)
+    nn.Module.to(mt_model, "cpu")
     mt_model.half().save_pretrained(mt_dir)
     mt_tok.save_pretrained(mt_dir)
 
     t_eval = time.perf_counter()
-    metrics = measure(mllm_dir, mt_dir, test, oc.max_new_tokens)
+    metrics = measure(mllm_dir, mt_dir, test, oc.max_new_tokens, str(device))
     examples = metrics.pop("examples")
     sample_grid(examples, test, mllm_dir / SAMPLE_GRID)
     (mllm_dir / "test_outputs.json").write_text(json.dumps(examples, ensure_ascii=False, indent=1))
@@ -292,6 +302,7 @@ def bootstrap(
             "torch": torch.__version__,
             "transformers": T.__version__,
             "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         },
     }
     for d in (mllm_dir, mt_dir):

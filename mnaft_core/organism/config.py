@@ -76,6 +76,12 @@ class OrganismConfig(StrictModel):
 
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of initialisation, sampling and rendering")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = torch's default)")
+    device: str = Field(
+        "cpu",
+        min_length=1,
+        description="where both organisms train and are measured: cpu, cuda, cuda:1 or auto (a GPU builds "
+        "in minutes what takes hours on 2 cores; the weights then differ numerically from a CPU build)",
+    )
     vision: VisionSpec = Field(default_factory=VisionSpec, description="vision tower")
     text: TextSpec = Field(default_factory=TextSpec, description="language model")
     reading_ctc: StageSpec = Field(

@@ -249,6 +249,7 @@ def train_mllm(
     patch, merge = int(vision_cfg.patch_size), int(vision_cfg.spatial_merge_size)
     vocab = int(model.get_output_embeddings().weight.shape[0])
     image_token_id = int(model.config.image_token_id)
+    device = next(model.parameters()).device
     if guide:
         model.set_attn_implementation({"text_config": "eager"})  # attention weights are needed
     merged: list[torch.Tensor] = []
@@ -258,12 +259,12 @@ def train_mllm(
     try:
         for step in progress:
             examples, layout = mixture.batch(spec.batch_size)
-            batch = model_inputs(encode(processor, examples, with_target=True), "cpu")
+            batch = model_inputs(encode(processor, examples, with_target=True), device)
             if guide:
                 out = model(**batch, output_attentions=True)
                 align = reading_alignment(batch, examples, layout, processor.tokenizer, image_token_id,
                                           patch, merge)  # fmt: skip
-                loss = out.loss + guide * guided_attention_loss(out.attentions, align)
+                loss = out.loss + guide * guided_attention_loss(out.attentions, align.to(device))
             else:
                 loss = model(**batch).loss
             if merger_guide and merged and "image_grid_thw" in batch:
@@ -272,8 +273,8 @@ def train_mllm(
                     examples, layout, grids, processor.tokenizer, patch, merge, vocab
                 )
                 if len(idx):
-                    logp = model.lm_head(merged[-1][idx]).log_softmax(-1)
-                    loss = loss + merger_guide * -(target * logp).sum(-1).mean()
+                    logp = model.lm_head(merged[-1][idx.to(device)]).log_softmax(-1)
+                    loss = loss + merger_guide * -(target.to(device) * logp).sum(-1).mean()
             merged.clear()
             optimize(opt, loss, model.parameters(), lr_at(step, spec))
             progress.update(step, loss.item())

@@ -87,6 +87,7 @@ def train_nllb(
     log: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     data = _encode_pairs(tokenizer, pairs)
+    device = next(model.parameters()).device
     rng = np.random.default_rng(seed + 2)
     pad = tokenizer.pad_token_id
     st = spec.train
@@ -95,8 +96,8 @@ def train_nllb(
     progress = Progress(3, st, "NLLB-architecture MT", log)
     for step in progress:
         batch = [data[int(i)] for i in rng.integers(len(data), size=st.batch_size)]
-        src = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s, _ in batch], True, pad)
-        lab = torch.nn.utils.rnn.pad_sequence([torch.tensor(t) for _, t in batch], True, -100)
+        src = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s, _ in batch], True, pad).to(device)
+        lab = torch.nn.utils.rnn.pad_sequence([torch.tensor(t) for _, t in batch], True, -100).to(device)
         loss = model(input_ids=src, attention_mask=(src != pad).long(), labels=lab).loss
         optimize(opt, loss, model.parameters(), lr_at(step, st))
         progress.update(step, loss.item())

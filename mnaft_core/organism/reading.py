@@ -202,11 +202,14 @@ class VisionReader:
         dim = int(visual.config.embed_dim)  # type: ignore[union-attr,arg-type]
         self.patch = int(visual.config.patch_size)  # type: ignore[union-attr,arg-type]
         self.head = ColumnCtcHead(dim, rows, len(charset), slots=max(1, self.patch // 4))  # a frame per 4 px
+        self.head.to(next(visual.parameters()).device)
 
     def _logits(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
         px = self.processor.image_processor(images=list(images), return_tensors="pt")  # type: ignore[attr-defined]
-        feats = self.visual(px["pixel_values"], grid_thw=px["image_grid_thw"]).last_hidden_state
-        return [self.head(g) for g in to_grid(feats, px["image_grid_thw"], self.merge)]
+        device = next(self.visual.parameters()).device
+        grid = px["image_grid_thw"].to(device)
+        feats = self.visual(px["pixel_values"].to(device), grid_thw=grid).last_hidden_state
+        return [self.head(g) for g in to_grid(feats, grid, self.merge)]
 
     def train(
         self, renderer: LineRenderer, spec: StageSpec, log: Callable[[dict[str, float]], None] | None = None
@@ -223,7 +226,7 @@ class VisionReader:
             lp = nn.utils.rnn.pad_sequence(logits).log_softmax(-1)  # (T, B, C)
             loss = ctc(
                 lp,
-                torch.cat(targets),
+                torch.cat(targets).to(lp.device),
                 torch.tensor([len(x) for x in logits]),
                 torch.tensor([len(t) for t in targets]),
             )
@@ -233,7 +236,7 @@ class VisionReader:
                 frame_labels(self.charset, line.text, spans, len(lg), self.patch / self.head.slots)
                 for (line, _, spans), lg in zip(batch, logits, strict=True)
             ]
-            loss = loss + nn.functional.cross_entropy(torch.cat(logits), torch.cat(frames))
+            loss = loss + nn.functional.cross_entropy(torch.cat(logits), torch.cat(frames).to(lp.device))
             optimize(opt, loss, params, lr_at(step, spec))
             progress.update(step, loss.item())
         return progress.summary()

@@ -331,3 +331,16 @@ def test_toy_v2_recipe_records_its_corpus_and_targets(
     assert m["stages"]["text_warmup"]["steps"] == 2
     assert set(m["targets"]) == {"all_met", "reading_cer", "text_chrf", "modality_gap_chrf",
                                  "mt_organism_vs_mllm_text_chrf"}  # fmt: skip
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_gpu_build_without_cuda_names_organism_device(
+    toy: tuple[BootstrapConfig, Path], tmp_path: Path
+) -> None:
+    from mnaft_core.models.loading import ModelLoadError
+
+    cfg, data = toy
+    gpu = cfg.model_copy(update={"organism": cfg.organism.model_copy(update={"device": "cuda"})})
+    with pytest.raises(ModelLoadError, match=r"organism.device 'cuda' asks for CUDA"):
+        bootstrap(gpu, data, tmp_path / "gpu", "data-key")
+    assert not (tmp_path / "gpu").exists()  # nothing written
