@@ -120,8 +120,9 @@ def test_pipeline_runs_caches_and_invalidates_downstream_only(
     with get_client(sync_client=True) as client:  # each long stage showed its progress, ending at 100
         for stage in ("profile", "finetune", "evaluate"):
             flt = ArtifactFilter(key=ArtifactFilterKey(any_=[f"{stage}-progress"]))
-            found = client.read_artifacts(artifact_filter=flt)
-            assert found and found[-1].type == "progress" and found[-1].data == 100.0, stage
+            found = client.read_artifacts(artifact_filter=flt)  # sorted by id, not by time
+            newest = max(found, key=lambda a: a.created or 0) if found else None  # type: ignore[arg-type,return-value]
+            assert newest is not None and newest.type == "progress" and newest.data == 100.0, stage
         flt = ArtifactFilter(key=ArtifactFilterKey(any_=["mask-mnaft"]))
         assert "Language specificity" in str(client.read_artifacts(artifact_filter=flt)[-1].data)
     assert "neuron_delta.safetensors" in {
