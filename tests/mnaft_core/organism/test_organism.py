@@ -173,13 +173,22 @@ def test_bootstrap_config_errors_name_file_and_key(tmp_path: Path) -> None:
     assert "organism.vision.patch_size" in str(e.value)
 
 
-def test_organism_data_splits_like_the_demo() -> None:
-    """The organism trains on the demo's train split only: same directions, cleaning, split and rendering."""
-    demo = load_config(ROOT / "configs/demo.yaml").data
-    org = load_model(ROOT / "configs/organism.yaml", BootstrapConfig).data
-    same = lambda c: c.model_dump(exclude={"split": {"max_train_per_direction"}})  # noqa: E731
-    assert same(demo) == same(org)
-    assert org.split.max_train_per_direction >= demo.split.max_train_per_direction
+def test_demo_and_claim_test_only_what_organism_v2_held_out() -> None:
+    """The demo and the claim evaluate organism v2 on its own held-out strings: the same sources,
+    directions, cleaning, character inventory, split and rendering, with caps no larger than its own (a
+    cap keeps the first strings in hash order, so a smaller one keeps a subset)."""
+    from mnaft_core.claim import ClaimConfig
+
+    org = load_model(ROOT / "configs/organism-v2.yaml", BootstrapConfig).data
+    demo = load_config(ROOT / "configs/demo.yaml")
+    claim = load_model(ROOT / "configs/claim.yaml", ClaimConfig).pipeline
+    caps = {"split": {"max_train_per_direction", "max_eval_per_direction"}}
+    for cfg in (demo, claim):
+        assert cfg.model.name_or_path == "embedded:organism-v2"
+        assert cfg.evaluate.mt_model == "embedded:nllb-organism-v2"
+        assert cfg.data.model_dump(exclude=caps) == org.model_dump(exclude=caps)
+        assert cfg.data.split.max_eval_per_direction <= org.split.max_eval_per_direction
+        assert cfg.data.split.max_train_per_direction <= org.split.max_train_per_direction
 
 
 @pytest.mark.skipif(not (ASSETS / "organism" / MANIFEST).is_file(), reason="organism not bootstrapped")
@@ -210,6 +219,33 @@ def test_committed_organism_is_what_its_manifest_says() -> None:
     # fields added since (organism v2's) take their defaults, which are the v1 recipe
     assert BootstrapConfig.model_validate(manifest["config"]) == committed
     assert json.loads((ASSETS / "nllb-organism" / MANIFEST).read_text()) == manifest
+
+
+V2 = ASSETS / "organism-v2"
+
+
+@pytest.mark.skipif(not (V2 / MANIFEST).is_file(), reason="organism v2 not bootstrapped")
+def test_committed_organism_v2_is_what_its_manifest_says() -> None:
+    """Organism v2's files: built from configs/organism-v2.yaml, within 60 MB, its figures recomputable
+    from its stored test outputs, and its targets judged on those figures (met or not, as recorded)."""
+    manifest = json.loads((V2 / MANIFEST).read_text())
+    committed = load_model(ROOT / "configs/organism-v2.yaml", BootstrapConfig)
+    assert BootstrapConfig.model_validate(manifest["config"]) == committed
+    assert json.loads((ASSETS / "nllb-organism-v2" / MANIFEST).read_text()) == manifest
+    folders = (V2, ASSETS / "nllb-organism-v2")
+    assert sum(f.stat().st_size for d in folders for f in d.iterdir()) <= 60 * 2**20
+    weights = {d: load_file(d / "model.safetensors") for d in folders}
+    assert {t.dtype for w in weights.values() for t in w.values()} == {torch.float16}
+    assert sum((d / "model.safetensors").stat().st_size for d in folders) == manifest["weights_bytes_fp16"]
+    mllm = AutoModelForImageTextToText.from_pretrained(V2)
+    assert sum(p.numel() for p in mllm.parameters()) == manifest["parameters"]["mllm"]
+    _recomputed_from_outputs(V2, manifest)
+    metrics = manifest["metrics"]
+    assert set(metrics["by_direction"]) == {d.name for d in committed.data.directions}
+    assert metrics["test_examples"] == committed.organism.eval_per_direction * len(committed.data.directions)
+    assert manifest["targets"] == check_targets(metrics, committed.organism.targets)
+    # the zh-Hans inventory it was trained on: the config's 500 most frequent characters
+    assert 0 < len(manifest["character_inventories"]["zh-Hans"]) <= 500
 
 
 def test_reading_alignment_points_each_token_at_its_columns(toy: tuple[BootstrapConfig, Path]) -> None:
