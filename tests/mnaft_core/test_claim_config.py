@@ -32,7 +32,7 @@ def test_the_committed_config_is_the_preregistered_design() -> None:
     assert cfg.preregistered and [s.name for s in cfg.systems] == list(DESIGN)
     assert (cfg.test_per_direction, cfg.val_per_direction, cfg.seeds) == (200, 64, [0, 1, 2, 3, 4])
     assert cfg.steps % 10 == 0 and 20 <= cfg.steps <= 80 and cfg.warmup_steps == round(0.1 * cfg.steps)
-    assert cfg.pipeline.model.name_or_path == "embedded:organism"
+    assert cfg.pipeline.model.name_or_path == "embedded:organism-v2"
     half = cfg.select_config(cfg.system("lape-half"), 0)
     assert (half.lape.top_rate, half.lape.filter_rate, half.lape.activation_bar_ratio) == (
         0.005,
