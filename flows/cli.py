@@ -228,20 +228,10 @@ def claim(config: ConfigOpt = Path("configs/claim.yaml"), store: StoreOpt = None
     rows = [(s["system"], f"{s['chrf']:.2f} ± {s['chrf_sd']:.2f}", report["chosen_lr"].get(s["system"], ""))
             for s in report["scores"]]  # fmt: skip
     print_table(("system", "chrF++", "lr"), rows, f"claim {keys['claim']}: test split", console)
-    comps = [
-        (
-            c["system"],
-            f"{c['delta']:+.2f}",
-            f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]",
-            f"{c['p']:.4f}",
-            f"{c['p_holm']:.4f}",
-            f"{c['mdd']:.2f}",
-        )
-        for c in report["comparisons"]
-    ]
-    print_table(
-        ("vs", "delta", "95% CI", "p", "Holm p", "MDD"), comps, f"{report['baseline']} against", console
-    )
+    from mnaft_core.evaluation.claim_report import COMPARISON_COLUMNS, comparison_rows
+
+    title = f"{report['baseline']} against"
+    print_table(COMPARISON_COLUMNS, [tuple(r) for r in comparison_rows(report)], title, console)
     console.print(f"decision: {report['decision']['outcome']}", highlight=False)
     art = _store(url).open("claim", keys["claim"])
     console.print(f"report: {art.url('claim.md')}", soft_wrap=True)

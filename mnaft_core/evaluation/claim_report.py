@@ -38,6 +38,26 @@ def _table(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+COMPARISON_COLUMNS = ("vs", "delta chrF++", "95% CI", "p", "Holm p", "MDD (80% power)", "result")
+
+
+def comparison_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """The baseline against each system, as text: the report's table and the CLI's print the same rows.
+    A non-significant comparison says which difference it could have detected, never "no difference"."""
+    rows = []
+    for c in report["comparisons"]:
+        verdict = (
+            ("better" if c["delta"] > 0 else "worse")
+            if c["significant"]
+            else f"no difference of {c['mdd']:.2f} or more was detectable"
+        )
+        rows.append([
+            c["system"], f"{c['delta']:+.2f}", f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]", f"{c['p']:.4f}",
+            f"{c['p_holm']:.4f}", f"{c['mdd']:.2f}", verdict,
+        ])  # fmt: skip
+    return rows
+
+
 def claim_json(result: ClaimResult, context: Mapping[str, Any]) -> dict[str, Any]:
     """The report's JSON: the statistics and the run's context (config, rates, grid, masks, costs)."""
     return {"version": CLAIM_VERSION, "kind": "claim", **dict(context), **result.to_json()}
@@ -122,25 +142,8 @@ def claim_markdown(report: Mapping[str, Any]) -> str:
         "",
     ]
     md += [f"## {r['baseline']} against each system (Holm over {len(r['comparisons'])} comparisons)", ""]
-    rows = []
-    for c in r["comparisons"]:
-        verdict = (
-            ("better" if c["delta"] > 0 else "worse")
-            if c["significant"]
-            else f"no difference of {c['mdd']:.2f} or more was detectable"
-        )
-        rows.append(
-            [
-                c["system"],
-                f"{c['delta']:+.2f}",
-                f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]",
-                f"{c['p']:.4f}",
-                f"{c['p_holm']:.4f}",
-                f"{c['mdd']:.2f}",
-                verdict,
-            ]
-        )
-    md += [_table(["vs", "delta chrF++", "95% CI", "p", "Holm p", "MDD (80% power)", "result"], rows), ""]
+    rows = comparison_rows(r)
+    md += [_table(COMPARISON_COLUMNS, rows), ""]
     if r["retention"]:
         md += ["## Retention against the base (95% intervals; not in the Holm family)", ""]
         rows = [
