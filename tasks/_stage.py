@@ -36,6 +36,9 @@ from storage.keys import import_closure
 LIBRARY = ("mnaft_core",)
 
 INLINE_MAX_BYTES = 512 * 1024  # without an http store URL, pictures up to this size go inline
+# ... and at most this many base64 characters of them per Markdown artifact: Prefect drops the event of an
+# artifact over PREFECT_EVENTS_MAXIMUM_SIZE_BYTES (1.5 MB by default), so automations would never see it.
+INLINE_TOTAL_CHARS = 1_000_000
 
 # A local display of each stage's progress (the CLI's rich bar), set by the front end; None = only the
 # Prefect progress artifact.
@@ -128,6 +131,34 @@ def artifact_key(name: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-") or "artifact"
 
 
+class InlineBudget:
+    """What is left of one Markdown artifact's inline-picture allowance (``INLINE_TOTAL_CHARS``)."""
+
+    def __init__(self, chars: int = INLINE_TOTAL_CHARS) -> None:
+        self.left = chars
+
+    def take(self, size: int) -> bool:
+        """Whether a PNG of ``size`` bytes may go inline (and, if so, spend its base64 length)."""
+        chars = 4 * ((size + 2) // 3)
+        if size > INLINE_MAX_BYTES or chars > self.left:
+            return False
+        self.left -= chars
+        return True
+
+
+def picture_markdown(
+    art: Any, path: str, size: int, url: str | None, budget: InlineBudget, name: str | None = None
+) -> str:
+    """One stored PNG in a Markdown artifact: from the store's http URL, inline while ``budget`` lasts,
+    else named by its store path."""
+    name = path if name is None else name
+    if url is not None:
+        return f"![{name}]({url})"
+    if budget.take(size):
+        return f"![{name}](data:image/png;base64,{base64.b64encode(art.read_bytes(path)).decode()})"
+    return f"`{art.url(path)}` ({size / 2**20:.1f} MiB; set MNAFT_STORE_HTTP to view it here)"
+
+
 def with_pictures(markdown: str, store: str, stage: str, key: str) -> str:
     """A stored Markdown report for the UI: its relative picture links (right in the store folder, dead
     in the UI) dropped, the stage's pictures appended as ``show_pictures`` gives them."""
@@ -139,10 +170,11 @@ def show_pictures(store: str, stage: str, key: str) -> str:
     """Image artifacts for the stage's PNGs (and a link to its folder) and the Markdown that shows them.
 
     With ``MNAFT_STORE_HTTP`` set (MinIO, or `mnaft store-server`) the UI loads each picture from the
-    store; without it, pictures up to 512 KB are inlined in the Markdown and larger ones named by path.
+    store; without it, pictures up to 512 KB are inlined in the Markdown (about 1 MB of them in all, the
+    rest named by path, like larger ones).
     """
     art = ArtifactStore(store).open(stage, key)
-    base = http_base()
+    base, budget = http_base(), InlineBudget()
     lines = []
     for entry in art.manifest.files:
         if not entry.path.endswith(".png"):
@@ -152,13 +184,7 @@ def show_pictures(store: str, stage: str, key: str) -> str:
         if url is not None:
             desc = f"{stage} `{key}`: {entry.path}"
             create_image_artifact(image_url=url, key=artifact_key(f"{stage}-{name}"), description=desc)
-            lines.append(f"![{name}]({url})")
-        elif entry.size <= INLINE_MAX_BYTES:
-            png = base64.b64encode(art.read_bytes(entry.path)).decode()
-            lines.append(f"![{name}](data:image/png;base64,{png})")
-        else:
-            size = f"{entry.size / 2**20:.1f} MiB"
-            lines.append(f"`{art.url(entry.path)}` ({size}; set MNAFT_STORE_HTTP to view it here)")
+        lines.append(picture_markdown(art, entry.path, entry.size, url, budget, name))
     if base is not None:
         folder = public_url(stage, key, "", base)
         assert folder is not None

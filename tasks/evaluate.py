@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import shutil
 from collections.abc import Mapping
@@ -23,11 +22,12 @@ from mnaft_core.training.finetune import MODEL_DIR
 from storage import ArtifactStore
 from storage.http import http_base, public_url
 from tasks._stage import (
-    INLINE_MAX_BYTES,
+    InlineBudget,
     inputs_markdown,
     local_display,
     model_input,
     parts_store,
+    picture_markdown,
     publish,
     stage_key,
     stage_progress,
@@ -204,10 +204,9 @@ def gallery_markdown(store: str, key: str) -> str:
     lines.append(
         f"[the gallery with its images (HTML)]({page})" if page else f"HTML: `{art.url('gallery.html')}`"
     )
+    budget = InlineBudget()
     for entry in art.manifest.files:
         if entry.path.startswith("gallery_") and entry.path.endswith(".png"):
             url = public_url(STAGE, key, entry.path, base) if base else None
-            if url is None and entry.size <= INLINE_MAX_BYTES:
-                url = "data:image/png;base64," + base64.b64encode(art.read_bytes(entry.path)).decode()
-            lines.append(f"![{entry.path}]({url})" if url else f"`{art.url(entry.path)}`")
+            lines.append(picture_markdown(art, entry.path, entry.size, url, budget))
     return "\n\n".join(lines)
