@@ -11,7 +11,14 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 
 from storage import ArtifactStore
-from tasks._stage import INLINE_MAX_BYTES, artifact_key, show_pictures, stage_progress, with_pictures
+from tasks._stage import (
+    INLINE_MAX_BYTES,
+    INLINE_TOTAL_CHARS,
+    artifact_key,
+    show_pictures,
+    stage_progress,
+    with_pictures,
+)
 
 KEY = "00112233aabbccdd"
 
@@ -83,6 +90,25 @@ def test_pictures_inline_without_a_served_store(tmp_path: Path, monkeypatch: pyt
     md = _show(_store(tmp_path))
     assert "![sample_embedding_language](data:image/png;base64," in md
     assert "big.png` (0.5 MiB; set MNAFT_STORE_HTTP" in md
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_inline_pictures_stop_at_the_artifacts_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each picture is under the per-picture limit, but all of them inline would make an artifact whose
+    event Prefect refuses to publish (over 1.5 MB): past the budget they are named by store path."""
+    monkeypatch.delenv("MNAFT_STORE_HTTP", raising=False)
+    st = ArtifactStore(tmp_path / "store")
+    size = 400 * 1024
+    with st.writer("select", KEY) as w:
+        for i in range(4):
+            (w.dir / f"plot_{i}.png").write_bytes(b"\x89PNG" + bytes([i]) * (size - 4))
+    md = _show(st.url)
+    assert md.count("](data:image/png;base64,") == INLINE_TOTAL_CHARS // (4 * ((size + 2) // 3)) == 1
+    assert md.count("; set MNAFT_STORE_HTTP to view it here)") == 3
+    assert len(md) < INLINE_TOTAL_CHARS + 10_000
+    assert "plot_3.png` (0.4 MiB; set MNAFT_STORE_HTTP" in md
 
 
 @pytest.mark.usefixtures("prefect_harness")
