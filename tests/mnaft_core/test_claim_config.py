@@ -56,6 +56,16 @@ def test_the_committed_config_is_the_preregistered_design() -> None:
     )
 
 
+def test_the_s80_run_differs_from_the_design_only_in_its_name_and_steps() -> None:
+    """configs/claim-s80.yaml is the second experiment of docs/claim.md: S = 80, all else equal."""
+    s80: dict[str, Any] = yaml.safe_load((ROOT / "configs/claim-s80.yaml").read_text())
+    assert (s80.pop("name"), s80.pop("steps"), s80["pipeline"].pop("name")) == ("claim-s80", 80, "claim-s80")
+    first = _raw()
+    del first["name"], first["steps"], first["pipeline"]["name"]
+    assert s80 == first
+    assert load_model(ROOT / "configs/claim-s80.yaml", ClaimConfig).warmup_steps == 8
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

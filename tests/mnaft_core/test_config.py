@@ -26,7 +26,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_shipped_configs_validate(name: str) -> None:
     if name.startswith("organism"):  # `mnaft bootstrap`'s files (v1, v2), not pipeline configs
         cfg: StrictModel = load_model(ROOT / "configs" / name, BootstrapConfig)
-    elif name == "claim.yaml":  # `mnaft claim`'s file: a pipeline config inside the claim's own
+    elif name.startswith("claim"):  # `mnaft claim`'s files: a pipeline config inside the claim's own
         from mnaft_core.claim import ClaimConfig
 
         cfg = load_model(ROOT / "configs" / name, ClaimConfig).pipeline
