@@ -27,7 +27,7 @@ REDUCED = {
 }
 
 
-@pytest.mark.skipif(not (ASSETS / "organism" / "config.json").is_file(), reason="organism not bootstrapped")
+@pytest.mark.skipif(not (ASSETS / "organism-v2" / "config.json").is_file(), reason="organism v2 not built")
 @pytest.mark.usefixtures("prefect_harness")
 def test_demo_flow_end_to_end_reduced(tmp_path: Path) -> None:
     from flows.pipeline import mnaft_flow
