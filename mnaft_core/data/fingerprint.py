@@ -24,6 +24,7 @@ from mnaft_core.data.config import (
     Source,
     TableSource,
 )
+from mnaft_core.data.types import DataError
 
 SAMPLE_BYTES = 1 << 20
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -84,21 +85,42 @@ def _manifest_fingerprint(src: ManifestSource) -> str:
 
 
 def source_fingerprint(src: Source) -> str | None:
-    """Fingerprint of the files a source reads; None for sources without files of the user's."""
+    """Fingerprint of the files a source reads; None for sources without files (CLDR, the built-in
+    sources). Gettext catalogs depend on the languages too: data_fingerprints."""
     if isinstance(src, (TableSource, RenderedSource, Mit10mSource, Ocrmt30kSource)):
         return tree_fingerprint(src.path)
     if isinstance(src, ManifestSource):
         return _manifest_fingerprint(src)
-    if isinstance(src, GettextSource) and src.location == "directory" and src.path is not None:
-        return tree_fingerprint(src.path)
     return None
 
 
+def _gettext_fingerprint(src: GettextSource, languages: set[str]) -> str:
+    """Every catalog the source reads, by path and content: the system's and the packages' catalogs
+    change with what is installed (a Debian package adding its translations changes the split)."""
+    from mnaft_core.data.sources import gettext_catalogs, gettext_languages
+
+    h = hashlib.sha256()
+    wanted = gettext_languages(src, [(x, x) for x in languages])
+    try:
+        for _, _, path in sorted(gettext_catalogs(src, wanted), key=lambda c: str(c[2])):
+            h.update(f"{path}\0{file_fingerprint(path)}\n".encode())
+    except DataError as e:  # a missing package or folder: the build names it; the key says so
+        return f"missing: {e}"
+    return h.hexdigest()
+
+
 def data_fingerprints(cfg: DataConfig) -> dict[str, str]:
-    """``{"sources[i]": fingerprint}`` for every source that reads the user's files."""
+    """``{"sources[i]": fingerprint}`` for every source that reads files: the user's, and the
+    machine's gettext catalogs."""
+    from mnaft_core.data.clean import normalize_lang
+
+    languages = {normalize_lang(x) for x in cfg.languages}
     out = {}
     for i, src in enumerate(cfg.sources):
-        fp = source_fingerprint(src)
+        if isinstance(src, GettextSource):
+            fp: str | None = _gettext_fingerprint(src, languages)
+        else:
+            fp = source_fingerprint(src)
         if fp is not None:
             out[f"sources[{i}]"] = fp
     return out

@@ -170,17 +170,27 @@ def find_catalogs(src: GettextSource) -> Iterator[tuple[str, str, Path]]:
                 yield path.stem, path.parent.name, path
 
 
-def read_gettext(src: GettextSource, needed: LangPairs, drops: Counter[str]) -> Iterator[TextPair]:
-    """English msgid -> msgstr pairs, plus X<->Y pairs pivoted through the same msgid of one domain."""
-    wanted = {normalize_lang(x) for x in src.languages} if src.languages else {x for p in needed for x in p}
-    entries: dict[tuple[str, str | None, str], dict[str, str]] = {}
+def gettext_catalogs(src: GettextSource, wanted: set[str]) -> Iterator[tuple[str, str, Path]]:
+    """(language, domain, path) of the catalogs a gettext source reads for the ``wanted`` languages:
+    what read_gettext reads and what the data key fingerprints, so the two cannot disagree."""
     for dirname, domain, path in find_catalogs(src):
         try:
             lang = normalize_lang(dirname)
         except UnknownLanguageError:
             continue
-        if lang not in wanted or lang == "en":
-            continue
+        if lang in wanted and lang != "en":
+            yield lang, domain, path
+
+
+def gettext_languages(src: GettextSource, needed: Iterable[tuple[str, str]]) -> set[str]:
+    return {normalize_lang(x) for x in src.languages} if src.languages else {x for p in needed for x in p}
+
+
+def read_gettext(src: GettextSource, needed: LangPairs, drops: Counter[str]) -> Iterator[TextPair]:
+    """English msgid -> msgstr pairs, plus X<->Y pairs pivoted through the same msgid of one domain."""
+    wanted = gettext_languages(src, needed)
+    entries: dict[tuple[str, str | None, str], dict[str, str]] = {}
+    for lang, domain, path in gettext_catalogs(src, wanted):
         try:
             for ctx, msgid, msgstr in _read_catalog(path, drops):
                 if msgstr:

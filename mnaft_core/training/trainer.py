@@ -187,11 +187,17 @@ def train(
         state, saved, opt_state = read_checkpoint(ckpt)
         if state.config_fingerprint != cfg.fingerprint():
             raise TrainingError(f"{ckpt} was written with another config; use a new run folder")
-        if sharding == "fsdp":
-            parallel.load_full_state(module, opt, names, saved, opt_state)
-        else:
-            opt.load_state_dict(opt_state)
-            load_trainable_state(trainable, saved)
+        try:
+            if sharding == "fsdp":
+                parallel.load_full_state(module, opt, names, saved, opt_state)
+            else:
+                opt.load_state_dict(opt_state)
+                load_trainable_state(trainable, saved)
+        except (ValueError, KeyError, RuntimeError) as e:  # another mask or model under the same folder
+            raise TrainingError(
+                f"{ckpt} holds other trainable parameters than this run's ({e}); "
+                f"remove {run_dir} or use a new run folder"
+            ) from e
         resumed_from = state.step
     autocast = device.type == "cuda" and cfg.bf16 and sharding != "fsdp"  # FSDP2 casts by its policy
     comm = parallel.collective_device() if sharding is not None else device

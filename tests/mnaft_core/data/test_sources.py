@@ -164,3 +164,29 @@ def test_rendered_missing_column(datasets_folder: Path) -> None:
         list(
             read_rendered(src.model_copy(update={"columns": src.columns.model_copy(update={"image": "pic"})}))
         )
+
+
+def test_gettext_key_follows_the_catalogs_read(tmp_path: Path) -> None:
+    """A package that installs its translations changes what a gettext source reads (2026-12-04: GTK's
+    catalogs came with chromium and moved 270 of the claim's test strings), so it changes the data key;
+    a catalog of a language no direction uses does not."""
+    from mnaft_core.data.config import DataConfig
+    from mnaft_core.data.fingerprint import data_fingerprints
+
+    write_catalog(tmp_path / "de" / "LC_MESSAGES" / "app.mo", "de", [("Open", "Öffnen")])
+    cfg = DataConfig.model_validate(
+        {
+            "directions": [{"src": "en", "tgt": "de"}],
+            "sources": [{"kind": "gettext", "location": "directory", "path": str(tmp_path)}],
+        }
+    )
+    before = data_fingerprints(cfg)
+    assert data_fingerprints(cfg) == before
+    write_catalog(tmp_path / "ja" / "LC_MESSAGES" / "gtk30.mo", "ja", [("Open", "開く")])
+    assert data_fingerprints(cfg) == before
+    write_catalog(tmp_path / "de" / "LC_MESSAGES" / "gtk30.mo", "de", [("Quit", "Beenden")])
+    assert data_fingerprints(cfg) != before
+    system = DataConfig.model_validate(
+        {"directions": [{"src": "en", "tgt": "de"}], "sources": [{"kind": "gettext", "location": "system"}]}
+    )
+    assert "sources[0]" in data_fingerprints(system)  # the machine's catalogs are part of the key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,13 @@ def collate(direction: str, ids: Sequence[int]) -> tuple[tuple[str, ...], dict[s
 
 
 def _run(
-    tmp: Path, method: str = "mnaft", stop_after: int | None = None, **kw: object
+    tmp: Path, method: str = "mnaft", stop_after: int | None = None, narrow: bool = False, **kw: object
 ) -> tuple[dict, object]:
     torch.manual_seed(0)
     model = CASES["qwen2-vl"][0]()
     mask = _mask(model) if method == "mnaft" else None
+    if mask is not None and narrow:  # another selection: no agnostic neurons
+        mask = replace(mask, sites={k: replace(s, agnostic=s.agnostic[:0]) for k, s in mask.sites.items()})
     cfg = FinetuneConfig(method=method, steps=6, batch_size=4, checkpoint_every=3, warmup_steps=2, lr=1e-2,
                          weight_decay=0.1, **kw)  # type: ignore[arg-type]  # fmt: skip
     t = prepare(model, cfg, mask, model_fingerprint(model) if mask else None)
@@ -67,6 +70,14 @@ def test_resume_gives_the_same_weights(tmp_path: Path) -> None:
         assert torch.equal(straight[k], resumed[k]), k
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [int(ln.split('"step": ')[1].split(",")[0]) for ln in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_a_checkpoint_of_another_mask(tmp_path: Path) -> None:
+    """Same config, other neurons (a mask whose key did not change with its content): a clear error
+    naming the folder, never a resume into the wrong parameters."""
+    _run(tmp_path, stop_after=3)
+    with pytest.raises(TrainingError, match="other trainable parameters"):
+        _run(tmp_path, narrow=True)
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path) -> None:
