@@ -100,7 +100,7 @@ def _gettext_fingerprint(src: GettextSource, languages: set[str]) -> str:
     from mnaft_core.data.sources import gettext_catalogs, gettext_languages
 
     h = hashlib.sha256()
-    wanted = gettext_languages(src, [(x, x) for x in languages])
+    wanted = gettext_languages(src, languages)
     try:
         for _, _, path in sorted(gettext_catalogs(src, wanted), key=lambda c: str(c[2])):
             h.update(f"{path}\0{file_fingerprint(path)}\n".encode())

@@ -182,13 +182,14 @@ def gettext_catalogs(src: GettextSource, wanted: set[str]) -> Iterator[tuple[str
             yield lang, domain, path
 
 
-def gettext_languages(src: GettextSource, needed: Iterable[tuple[str, str]]) -> set[str]:
-    return {normalize_lang(x) for x in src.languages} if src.languages else {x for p in needed for x in p}
+def gettext_languages(src: GettextSource, languages: Iterable[str]) -> set[str]:
+    """The source's own languages where it names some, else the directions' ``languages``."""
+    return {normalize_lang(x) for x in src.languages} if src.languages else set(languages)
 
 
 def read_gettext(src: GettextSource, needed: LangPairs, drops: Counter[str]) -> Iterator[TextPair]:
     """English msgid -> msgstr pairs, plus X<->Y pairs pivoted through the same msgid of one domain."""
-    wanted = gettext_languages(src, needed)
+    wanted = gettext_languages(src, (x for p in needed for x in p))
     entries: dict[tuple[str, str | None, str], dict[str, str]] = {}
     for lang, domain, path in gettext_catalogs(src, wanted):
         try:
