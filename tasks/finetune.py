@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,11 @@ def build_finetune(
     st = ArtifactStore(store)
     key = finetune_key(model, cfg, data_key, mask_key, max_train=max_train)
 
+    run_dir = st.cache_dir.parent / "runs" / f"{STAGE}-{key}"  # checkpoints survive a killed run
+
     def build(out: Path) -> dict[str, Any]:
         dataset = st.open("data", data_key).local_dir()
         mask_path = st.open("select", mask_key).local_path(MASK_FILE) if mask_key else None
-        run_dir = st.cache_dir.parent / "runs" / f"{STAGE}-{key}"  # checkpoints survive a killed run
         if cfg.processes > 1 or cfg.nodes > 1:  # torchrun: one process per GPU (gloo on CPU)
             run_dir.mkdir(parents=True, exist_ok=True)
             spec = LaunchSpec(model.model_dump(mode="json"), cfg.model_dump(mode="json"), str(dataset),
@@ -97,7 +99,10 @@ def build_finetune(
 
     inputs = {**model_input(model), "data": data_key, **({"mask": mask_key} if mask_key else {})}
     params = {**cfg.model_dump(mode="json"), "max_train": max_train}
-    return publish(store, STAGE, key, params=params, inputs=inputs, module=__name__, build=build)
+    published = publish(store, STAGE, key, params=params, inputs=inputs, module=__name__, build=build)
+    # the artifact holds the result; the checkpoints only served a resume (1.2 GB after one claim run)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return published
 
 
 @task(

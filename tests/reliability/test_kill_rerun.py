@@ -128,6 +128,7 @@ def test_killed_builder_then_rerun_publishes_identical_files(
     assert sha256s(st, stage, key) == sha256s(ArtifactStore(tiny.store), stage, key)
     if stage == "finetune":
         assert st.open(stage, key).manifest.metrics["resumed_from"] == 1, "the rerun resumed"
+        assert not (cache / "runs" / f"finetune-{key}").exists(), "published: its checkpoints are gone"
     record("killed builder", f"{stage}: SIGKILL {point}, rerun", "recovered",
            "nothing complete after the kill; rerun's sha256s equal the uninterrupted run's")  # fmt: skip
     record("concurrent builds", f"{stage}: second builder while the first holds the key", "clear error",
