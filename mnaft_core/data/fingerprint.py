@@ -112,9 +112,14 @@ def _gettext_fingerprint(src: GettextSource, languages: set[str]) -> str:
 def data_fingerprints(cfg: DataConfig) -> dict[str, str]:
     """``{"sources[i]": fingerprint}`` for every source that reads files: the user's, and the
     machine's gettext catalogs."""
-    from mnaft_core.data.clean import normalize_lang
+    from mnaft_core.data.clean import UnknownLanguageError, normalize_lang
 
-    languages = {normalize_lang(x) for x in cfg.languages}
+    languages = set()
+    for tag in cfg.languages:
+        try:
+            languages.add(normalize_lang(tag))
+        except UnknownLanguageError:  # the build names the direction at fault; the key keeps the tag
+            languages.add(tag)
     out = {}
     for i, src in enumerate(cfg.sources):
         if isinstance(src, GettextSource):
